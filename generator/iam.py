@@ -1,0 +1,87 @@
+"""awacs helpers: partition-safe ARNs and the policy statements several StackSets share."""
+
+from __future__ import annotations
+
+from awacs.aws import (
+    Allow,
+    ArnEquals,
+    AWSPrincipal,
+    Bool,
+    Condition,
+    Deny,
+    Policy,
+    PolicyDocument,
+    Principal,
+    Statement,
+)
+from awacs.aws import Action as AwacsAction
+from troposphere import Sub
+
+Action = AwacsAction
+
+
+def arn(service: str, resource: str, *, region: str = "", account: str = "") -> Sub:
+    """`arn("s3", "my-bucket")` -> Sub("arn:${AWS::Partition}:s3:::my-bucket"); `${...}` in parts is substituted."""
+    return Sub(f"arn:${{AWS::Partition}}:{service}:{region}:{account}:{resource}")
+
+
+def regional_arn(service: str, resource: str, account: str = "${AWS::AccountId}", region: str = "${AWS::Region}") -> Sub:
+    return arn(service, resource, region=region, account=account)
+
+
+def account_root(account: str) -> Sub:
+    return Sub(f"arn:${{AWS::Partition}}:iam::{account}:root")
+
+
+def role_arn(account: str, name: str) -> Sub:
+    return Sub(f"arn:${{AWS::Partition}}:iam::{account}:role/{name}")
+
+
+def role_arn_text(account: str, name: str) -> str:
+    """The same ARN as a Sub body, for use inside Condition values (which must be plain strings or Subs)."""
+    return f"arn:${{AWS::Partition}}:iam::{account}:role/{name}"
+
+
+def named_role_principal(account: str, role: str) -> tuple[Principal, Condition]:
+    """Principal and condition granting exactly one role of another account.
+
+    A policy naming the role ARN as principal fails to deploy while the role does not exist yet, and the data
+    account deploys before the instance accounts; the account root plus an `aws:PrincipalArn` condition grants
+    the same single role without that ordering trap.
+    """
+    return (
+        AWSPrincipal(account_root(account)),  # type: ignore[arg-type]
+        Condition(ArnEquals("aws:PrincipalArn", Sub(role_arn_text(account, role)))),
+    )
+
+
+def deny_insecure_transport(resources: list) -> Statement:
+    return Statement(
+        Sid="DenyInsecureTransport",
+        Effect=Deny,
+        Principal=Principal("*"),
+        Action=[AwacsAction("s3", "*")],
+        Resource=resources,
+        Condition=Condition(Bool("aws:SecureTransport", "false")),
+    )
+
+
+def document(*statements: Statement) -> PolicyDocument:
+    return PolicyDocument(Version="2012-10-17", Statement=list(statements))
+
+
+__all__ = [
+    "Action",
+    "Allow",
+    "Deny",
+    "Policy",
+    "Statement",
+    "account_root",
+    "arn",
+    "deny_insecure_transport",
+    "document",
+    "named_role_principal",
+    "regional_arn",
+    "role_arn",
+    "role_arn_text",
+]

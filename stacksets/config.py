@@ -1,0 +1,664 @@
+"""The configuration model: `config.yaml` parsed once into frozen, validated objects.
+
+`load_config` is the only entry point. Every user mistake becomes a `ConfigError` whose message names the key path
+(`instances.dev.rstudio.memory`) and says what to do, so the CLI can print it and exit 2 without a traceback.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from stacksets import naming
+
+
+class ConfigError(Exception):
+    """A problem with the user's configuration, worded for the user."""
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Field types
+
+REGIONS = frozenset(
+    {
+        "af-south-1", "ap-east-1", "ap-east-2", "ap-northeast-1", "ap-northeast-2", "ap-northeast-3",
+        "ap-south-1", "ap-south-2", "ap-southeast-1", "ap-southeast-2", "ap-southeast-3", "ap-southeast-4",
+        "ap-southeast-5", "ap-southeast-6", "ap-southeast-7", "ca-central-1", "ca-west-1", "cn-north-1",
+        "cn-northwest-1", "eu-central-1", "eu-central-2", "eu-north-1", "eu-south-1", "eu-south-2", "eu-west-1",
+        "eu-west-2", "eu-west-3", "il-central-1", "me-central-1", "me-south-1", "mx-central-1", "sa-east-1",
+        "us-east-1", "us-east-2", "us-gov-east-1", "us-gov-west-1", "us-west-1", "us-west-2",
+    }
+)  # fmt: skip
+
+# CloudWatch Logs accepts only these retention periods (days).
+LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922,
+                      3288, 3653)  # fmt: skip
+
+# Fargate (Linux) task sizes: CPU units -> allowed memory in MiB (ECS developer guide, platform 1.4.0).
+FARGATE_SIZES: dict[int, tuple[int, ...]] = {
+    256: (512, 1024, 2048),
+    512: tuple(range(1024, 4096 + 1, 1024)),
+    1024: tuple(range(2048, 8192 + 1, 1024)),
+    2048: tuple(range(4096, 16384 + 1, 1024)),
+    4096: tuple(range(8192, 30720 + 1, 1024)),
+    8192: tuple(range(16384, 61440 + 1, 4096)),
+    16384: tuple(range(32768, 122880 + 1, 8192)),
+}
+
+# Names that would collide with accounts the images create, or that read as something else in a host name.
+RESERVED_USER_NAMES = frozenset(
+    {"root", "admin", "rstudio", "shiny", "bastion", "ec2-user", "ssm-user", "nobody", "daemon", "bin", "sys",
+     "staff", "users", "www", "mail"}
+)  # fmt: skip
+
+DNS_LABEL = re.compile(r"^[a-z](?:[a-z0-9-]*[a-z0-9])?$")
+DOMAIN_NAME = re.compile(r"^(?=.{1,200}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+# Deliberately simple: one @, a dot in the domain, no spaces. SES rejects the rest when it sends.
+EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9-]+)+$")
+ECR_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+SSH_PUBLIC_KEY = re.compile(r"^(ssh-rsa|ssh-ed25519|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/]+={0,3}( [^\n]*)?$")
+
+
+def _error(kind: str, message: str) -> PydanticCustomError:
+    return PydanticCustomError(kind, message)
+
+
+def _account_id(value: Any) -> Any:
+    if isinstance(value, int) and not isinstance(value, bool):
+        raise _error("account_id", "account ids must be quoted strings (YAML turns 012345678901 into a number), "
+                     'e.g. "123456789012"')  # fmt: skip
+    if not isinstance(value, str) or not re.fullmatch(r"\d{12}", value):
+        raise _error("account_id", f"{value!r} is not an AWS account id: use the 12 digits, quoted")
+    return value
+
+
+def _region(value: str) -> str:
+    if value not in REGIONS:
+        raise _error("region", f"{value!r} is not an AWS region this tool knows, e.g. eu-west-1")
+    return value
+
+
+def _dns_label(max_length: int) -> Any:
+    def check(value: str) -> str:
+        if not DNS_LABEL.fullmatch(value) or "--" in value:
+            raise _error("dns_label", f"{value!r} must be lower-case letters, digits and single hyphens, starting "
+                         "with a letter and not ending with a hyphen (it becomes a host and StackSet name)")  # fmt: skip
+        if len(value) > max_length:
+            raise _error("dns_label", f"{value!r} is longer than {max_length} characters (it ends up in S3 bucket "
+                         "and IAM role names, which have length limits)")  # fmt: skip
+        return value
+
+    return check
+
+
+def _domain(value: str) -> str:
+    if not DOMAIN_NAME.fullmatch(value):
+        raise _error("domain", f"{value!r} is not a lower-case DNS name like example.com")
+    return value
+
+
+def _email(value: str) -> str:
+    if not EMAIL.fullmatch(value):
+        raise _error("email", f"{value!r} is not an e-mail address like alice@example.com")
+    return value
+
+
+def _network(version: int) -> Any:
+    def check(value: str) -> str:
+        try:
+            network = ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            raise _error("cidr", f"{value!r} is not a CIDR block like 203.0.113.0/24") from None
+        if network.version != version:
+            raise _error("cidr", f"{value!r} is IPv{network.version}; this list takes IPv{version} blocks")
+        if str(network) != value:
+            raise _error("cidr", f"{value!r} has host bits set or is not normalised: write {network}")
+        return value
+
+    return check
+
+
+def _ecr_tag(value: str) -> str:
+    if not ECR_TAG.fullmatch(value) or value == "latest":
+        raise _error("image_tag", f"{value!r} is not a usable immutable image tag (letters, digits, '_', '.', '-'; "
+                     "'latest' is refused because tags are immutable)")  # fmt: skip
+    return value
+
+
+def _ssh_key(value: str) -> str:
+    if not SSH_PUBLIC_KEY.fullmatch(value.strip()):
+        raise _error("ssh_key", "not an OpenSSH public key (ssh-ed25519, ssh-rsa or ecdsa-sha2-*); never put a "
+                     "private key here")  # fmt: skip
+    return value.strip()
+
+
+def _schedule(value: str) -> str:
+    """DataSync accepts rate() or cron() and runs a task at most once an hour."""
+    rate = re.fullmatch(r"rate\((\d+) (minute|minutes|hour|hours|day|days)\)", value)
+    if rate:
+        amount, unit = int(rate.group(1)), rate.group(2)
+        minutes = amount * {"minute": 1, "hour": 60, "day": 1440}[unit.rstrip("s")]
+        if amount < 1 or (amount == 1) != (not unit.endswith("s")):
+            raise _error("schedule", f"{value!r}: use 'rate(1 hour)' or 'rate(N hours)' (singular unit only for 1)")
+        if minutes < 60:
+            raise _error("schedule", f"{value!r} runs more often than DataSync allows (at most once an hour)")
+        return value
+    cron = re.fullmatch(r"cron\(([^()]*)\)", value)
+    if not cron:
+        raise _error("schedule", f"{value!r} is not a schedule expression: use 'cron(0 * * * ? *)' or 'rate(1 hour)'")
+    fields = cron.group(1).split()
+    if len(fields) != 6:
+        raise _error("schedule", f"{value!r}: an AWS cron expression has 6 fields (minute hour day-of-month month "
+                     "day-of-week year)")  # fmt: skip
+    minute, _hour, day_of_month, _month, day_of_week, _year = fields
+    if not re.fullmatch(r"[0-5]?\d", minute):
+        raise _error("schedule", f"{value!r}: the minute field must be one number (0-59), because DataSync runs a "
+                     "task at most once an hour")  # fmt: skip
+    if "?" not in (day_of_month, day_of_week):
+        raise _error("schedule", f"{value!r}: one of day-of-month and day-of-week must be '?'")
+    return value
+
+
+AccountId = Annotated[str, BeforeValidator(_account_id)]
+Region = Annotated[str, AfterValidator(_region)]
+InstanceName = Annotated[str, AfterValidator(_dns_label(16))]
+UserName = Annotated[str, AfterValidator(_dns_label(32))]
+DomainName = Annotated[str, AfterValidator(_domain)]
+Email = Annotated[str, AfterValidator(_email)]
+Ipv4Cidr = Annotated[str, AfterValidator(_network(4))]
+Ipv6Cidr = Annotated[str, AfterValidator(_network(6))]
+ImageTag = Annotated[str, AfterValidator(_ecr_tag)]
+SshPublicKey = Annotated[str, AfterValidator(_ssh_key)]
+ScheduleExpression = Annotated[str, AfterValidator(_schedule)]
+OrganizationalUnitId = Annotated[str, Field(pattern=r"^(ou-[a-z0-9]{4,32}-[a-z0-9]{8,32}|r-[a-z0-9]{4,32})$")]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Organization-wide settings
+
+
+class Accounts(Model):
+    admin: AccountId
+    """Where StackSets are administered: the management account or a delegated administrator."""
+    central: AccountId
+    """Tooling account: ECR repositories and the image build."""
+    network: AccountId
+    """Owns the existing public base zone; receives the NS delegation records."""
+    data: AccountId
+    """Upload buckets, Athena workgroups and the Glue catalog."""
+
+
+class Organization(Model):
+    id: str = Field(pattern=r"^o-[a-z0-9]{10,32}$")
+    """AWS Organizations id (o-...); images may be pulled by any account of this organization."""
+
+
+class Dns(Model):
+    base_domain: DomainName
+    """Existing public zone in the network account, e.g. example.com."""
+    base_zone_id: str = Field(pattern=r"^Z[A-Z0-9]{1,31}$")
+    """Route 53 hosted zone id of base_domain."""
+    subdomain: Annotated[str, AfterValidator(_dns_label(63))] = "analytics"
+    """Instance zones are <instance>.<subdomain>.<base_domain>."""
+
+
+class PermissionModel(str, Enum):
+    self_managed = "self_managed"
+    service_managed = "service_managed"
+
+
+class CallAs(str, Enum):
+    self = "self"
+    delegated_admin = "delegated_admin"
+
+
+class ConcurrencyMode(str, Enum):
+    strict_failure_tolerance = "strict_failure_tolerance"
+    soft_failure_tolerance = "soft_failure_tolerance"
+
+
+class Rollout(Model):
+    """StackSet operation preferences applied to every StackSet."""
+
+    max_concurrent_count: int | None = Field(default=None, ge=1)
+    max_concurrent_percentage: int | None = Field(default=None, ge=1, le=100)
+    failure_tolerance_count: int | None = Field(default=None, ge=0)
+    failure_tolerance_percentage: int | None = Field(default=None, ge=0, le=100)
+    concurrency_mode: ConcurrencyMode = ConcurrencyMode.soft_failure_tolerance
+    region_concurrency: Literal["sequential", "parallel"] = "parallel"
+
+    @model_validator(mode="after")
+    def _one_of_each(self) -> Rollout:
+        if self.max_concurrent_count is not None and self.max_concurrent_percentage is not None:
+            raise _error("rollout", "set max_concurrent_count or max_concurrent_percentage, not both")
+        if self.failure_tolerance_count is not None and self.failure_tolerance_percentage is not None:
+            raise _error("rollout", "set failure_tolerance_count or failure_tolerance_percentage, not both")
+        strict = self.concurrency_mode is ConcurrencyMode.strict_failure_tolerance
+        if strict and self.max_concurrent_count is not None:
+            tolerance = self.failure_tolerance_count or 0
+            if self.max_concurrent_count > tolerance + 1:
+                raise _error("rollout", f"under strict_failure_tolerance StackSets never run more than "
+                             f"failure_tolerance_count + 1 = {tolerance + 1} instances at once, so "
+                             f"max_concurrent_count {self.max_concurrent_count} would silently not apply: raise "
+                             "failure_tolerance_count or use concurrency_mode soft_failure_tolerance")  # fmt: skip
+        return self
+
+
+class Bootstrap(Model):
+    organizational_units: tuple[OrganizationalUnitId, ...] = ()
+    """service_managed: OUs whose accounts get the reader role (auto-deployed to new accounts)."""
+    accounts: tuple[AccountId, ...] = ()
+    """self_managed: extra accounts for the reader role; the named and instance accounts are always included."""
+
+
+class StackSets(Model):
+    permission_model: PermissionModel = PermissionModel.service_managed
+    call_as: CallAs = CallAs.self
+    """delegated_admin when the admin account is a delegated administrator (service_managed only)."""
+    bootstrap: Bootstrap = Bootstrap()
+    rollout: Rollout = Rollout()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> StackSets:
+        service = self.permission_model is PermissionModel.service_managed
+        if not service and self.call_as is CallAs.delegated_admin:
+            raise _error("call_as", "call_as: delegated_admin needs permission_model: service_managed")
+        if service and not self.bootstrap.organizational_units:
+            raise _error("bootstrap", "service_managed StackSets deploy the bootstrap to OUs: list at least one in "
+                         "bootstrap.organizational_units")  # fmt: skip
+        if not service and self.bootstrap.organizational_units:
+            raise _error("bootstrap", "self_managed StackSets cannot target OUs: list accounts in "
+                         "bootstrap.accounts instead")  # fmt: skip
+        return self
+
+
+class EcrSettings(Model):
+    keep_tagged_images: int = Field(default=30, ge=1, le=1000)
+    """Newest tagged images kept per repository; older ones expire."""
+    untagged_expiry_days: int = Field(default=7, ge=1, le=365)
+
+
+class Central(Model):
+    ecr: EcrSettings = EcrSettings()
+
+
+class Images(Model):
+    """Immutable tags of the images in the central account's ECR repositories."""
+
+    rstudio: ImageTag
+    shiny: ImageTag
+    bastion: ImageTag
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Instances
+
+
+class Nat(str, Enum):
+    per_az = "per_az"
+    single = "single"
+
+
+class Network(Model):
+    vpc_cidr: Ipv4Cidr
+    availability_zones: int = Field(default=2, ge=2, le=4)
+    nat: Nat = Nat.per_az
+    """per_az survives an AZ outage; single saves the cost of the extra NAT gateways."""
+
+    @model_validator(mode="after")
+    def _vpc_size(self) -> Network:
+        prefix = ipaddress.ip_network(self.vpc_cidr).prefixlen
+        if not 16 <= prefix <= 24:
+            raise _error("vpc_cidr", f"vpc_cidr {self.vpc_cidr} must be between /16 and /24")
+        return self
+
+
+class Mode(str, Enum):
+    shared = "shared"
+    per_user = "per_user"
+
+
+class LaunchType(str, Enum):
+    fargate = "fargate"
+    ec2 = "ec2"
+
+
+def _fargate_size(cpu: int, memory: int) -> None:
+    if cpu not in FARGATE_SIZES:
+        raise _error("fargate", f"cpu {cpu} is not a Fargate size; use one of {sorted(FARGATE_SIZES)}")
+    allowed = FARGATE_SIZES[cpu]
+    if memory not in allowed:
+        raise _error("fargate", f"memory {memory} MiB does not go with cpu {cpu} on Fargate; allowed: "
+                     f"{allowed[0]}-{allowed[-1]} in steps of {allowed[1] - allowed[0]}")  # fmt: skip
+
+
+class RStudio(Model):
+    mode: Mode = Mode.shared
+    """shared: one server for all users; per_user: one server (and host name) per user."""
+    launch_type: LaunchType = LaunchType.fargate
+    cpu: int = Field(default=2048, ge=256)
+    """CPU units per RStudio task (1024 = 1 vCPU)."""
+    memory: int = Field(default=8192, ge=512)
+    """MiB per RStudio task."""
+    ec2_instance_type: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
+    """EC2 launch type only: the container instance type, e.g. r6i.xlarge."""
+    health_check_grace_seconds: int = Field(default=300, ge=0, le=3600)
+
+    @model_validator(mode="after")
+    def _sizes(self) -> RStudio:
+        if self.launch_type is LaunchType.fargate:
+            _fargate_size(self.cpu, self.memory)
+            if self.ec2_instance_type is not None:
+                raise _error("ec2_instance_type", "ec2_instance_type only applies to launch_type: ec2")
+        elif self.ec2_instance_type is None:
+            raise _error("ec2_instance_type", "launch_type: ec2 needs ec2_instance_type, e.g. r6i.xlarge")
+        return self
+
+
+class ShinyAutoscaling(Model):
+    min: int = Field(default=2, ge=1, le=50)
+    max: int = Field(default=4, ge=1, le=50)
+    cpu_target_percent: int = Field(default=70, ge=10, le=95)
+    memory_target_percent: int = Field(default=70, ge=10, le=95)
+    requests_per_target: int = Field(default=50, ge=1, le=100000)
+    scale_in_cooldown_seconds: int = Field(default=300, ge=0, le=3600)
+    scale_out_cooldown_seconds: int = Field(default=60, ge=0, le=3600)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> ShinyAutoscaling:
+        if self.min > self.max:
+            raise _error("autoscaling", f"min {self.min} is greater than max {self.max}")
+        return self
+
+
+class Shiny(Model):
+    replicas: int = Field(default=2, ge=1, le=50)
+    """Tasks started at deploy time; autoscaling then moves between min and max."""
+    cpu: int = Field(default=1024, ge=256)
+    memory: int = Field(default=4096, ge=512)
+    autoscaling: ShinyAutoscaling = ShinyAutoscaling()
+    stickiness_hours: int = Field(default=24, ge=1, le=168)
+    """ALB cookie lifetime: a browser stays on one Shiny task (apps keep state in the R process)."""
+
+    @model_validator(mode="after")
+    def _sizes(self) -> Shiny:
+        _fargate_size(self.cpu, self.memory)
+        if not self.autoscaling.min <= self.replicas <= self.autoscaling.max:
+            raise _error("replicas", f"replicas {self.replicas} must lie between autoscaling.min "
+                         f"{self.autoscaling.min} and autoscaling.max {self.autoscaling.max}")  # fmt: skip
+        return self
+
+
+class User(Model):
+    email: Email
+    """Where the welcome e-mail goes."""
+    uid: int = Field(ge=2000, le=59999)
+    """Stable POSIX uid: owns the user's EFS home, so never change it once files exist."""
+
+
+class Waf(Model):
+    allow_ipv4: tuple[Ipv4Cidr, ...] = ()
+    allow_ipv6: tuple[Ipv6Cidr, ...] = ()
+    """When either list is non-empty, everything else is blocked."""
+    rate_limit_per_5_minutes: int = Field(default=2000, ge=100, le=2_000_000_000)
+    """Requests per client IP in any 5-minute window before WAF blocks it."""
+
+
+class Bastion(Model):
+    enabled: bool = False
+    """ECS Exec is the default admin path; the SSH bastion is for teams that need plain SSH."""
+    allowed_cidrs: tuple[Ipv4Cidr, ...] = ()
+
+    @model_validator(mode="after")
+    def _reachable(self) -> Bastion:
+        if self.enabled and not self.allowed_cidrs:
+            raise _error("bastion", "an enabled bastion needs allowed_cidrs (the networks SSH may come from)")
+        if "0.0.0.0/0" in self.allowed_cidrs:
+            raise _error("bastion", "allowed_cidrs must not contain 0.0.0.0/0: SSH would be open to the internet")
+        return self
+
+
+class Logs(Model):
+    retention_days: int = 30
+
+    @model_validator(mode="after")
+    def _retention(self) -> Logs:
+        if self.retention_days not in LOG_RETENTION_DAYS:
+            raise _error("retention_days", f"retention_days {self.retention_days} is not one CloudWatch Logs "
+                         f"accepts: {', '.join(map(str, LOG_RETENTION_DAYS))}")  # fmt: skip
+        return self
+
+
+class DataSync(Model):
+    schedule: ScheduleExpression = "cron(0 * * * ? *)"
+    """When the hourly task copies s3://<upload bucket>/hourly/ to /s3_data_sync/hourly_sync."""
+
+
+class SftpUser(Model):
+    ssh_public_keys: tuple[SshPublicKey, ...] = Field(min_length=1, max_length=50)
+    folder: Literal["hourly", "instant"] = "hourly"
+    """Upload prefix the user lands in: hourly (next scheduled sync) or instant (synced on upload)."""
+
+
+class Sftp(Model):
+    enabled: bool = False
+    users: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_.-]{2,99}$")], SftpUser] = {}
+
+    @model_validator(mode="after")
+    def _users(self) -> Sftp:
+        if self.enabled and not self.users:
+            raise _error("sftp", "an enabled SFTP server needs at least one entry in users")
+        return self
+
+
+class DataSettings(Model):
+    """Per-instance resources in the data account."""
+
+    noncurrent_version_expiry_days: int = Field(default=30, ge=1, le=3650)
+    """Overwritten or deleted uploads stay recoverable this long."""
+    athena_results_expiry_days: int = Field(default=30, ge=1, le=3650)
+    athena_bytes_scanned_cutoff: int = Field(default=10 * 1024**3, ge=10 * 1024**2)
+    """Queries scanning more than this many bytes are cancelled (cost guard)."""
+
+
+class WelcomeEmail(Model):
+    enabled: bool = False
+    sender: Email | None = None
+    """A verified SES identity in the instance account."""
+
+    @model_validator(mode="after")
+    def _sender(self) -> WelcomeEmail:
+        if self.enabled and self.sender is None:
+            raise _error("welcome_email", "welcome e-mails need a sender (a verified SES identity)")
+        return self
+
+
+class Instance(Model):
+    account: AccountId
+    region: Region | None = None
+    """Defaults to default_region."""
+    network: Network
+    rstudio: RStudio = RStudio()
+    shiny: Shiny = Shiny()
+    users: dict[UserName, User] = {}
+    waf: Waf = Waf()
+    bastion: Bastion = Bastion()
+    logs: Logs = Logs()
+    datasync: DataSync = DataSync()
+    sftp: Sftp = Sftp()
+    data: DataSettings = DataSettings()
+    welcome_email: WelcomeEmail = WelcomeEmail()
+
+    @model_validator(mode="after")
+    def _users(self) -> Instance:
+        for name in self.users:
+            if name in RESERVED_USER_NAMES:
+                raise _error("users", f"user name {name!r} is reserved (system or service account); choose another")
+        if self.rstudio.mode is Mode.per_user and not self.users:
+            raise _error("users", "rstudio.mode per_user needs at least one user")
+        if self.rstudio.mode is Mode.per_user and len(self.users) > 90:
+            raise _error("users", "per_user mode is limited to 90 users (one ALB listener rule each, 100 per ALB)")
+        seen: dict[int, str] = {}
+        for name, user in sorted(self.users.items()):
+            if user.uid in seen:
+                raise _error("users", f"users {seen[user.uid]!r} and {name!r} share uid {user.uid}; uids must be "
+                             "unique because they own the EFS homes")  # fmt: skip
+            seen[user.uid] = name
+        return self
+
+
+class Config(Model):
+    """rstudio-fargate configuration (config.yaml)."""
+
+    organization: Organization
+    accounts: Accounts
+    default_region: Region
+    dns: Dns
+    stacksets: StackSets
+    central: Central = Central()
+    images: Images
+    instances: dict[InstanceName, Instance] = Field(min_length=1)
+
+    def region_of(self, instance: str) -> str:
+        return self.instances[instance].region or self.default_region
+
+    @property
+    def regions(self) -> tuple[str, ...]:
+        """Every region the configuration deploys to, sorted."""
+        return tuple(sorted({self.default_region} | {self.region_of(name) for name in self.instances}))
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Config:
+        named = {"central": self.accounts.central, "network": self.accounts.network, "data": self.accounts.data}
+        for role, account in named.items():
+            if account == self.accounts.admin and self.stacksets.permission_model is PermissionModel.service_managed:
+                raise _error("accounts", f"accounts.{role} is the admin account; service-managed StackSets never "
+                             "deploy to the management account: use another account or self_managed")  # fmt: skip
+        stackset_names = naming.all_stackset_names(sorted(self.instances))
+        duplicates = sorted({name for name in stackset_names if stackset_names.count(name) > 1})
+        if duplicates:
+            raise _error("instances", f"instance names produce the StackSet name(s) {', '.join(duplicates)} twice; "
+                         "rename the instance (names like 'data', 'central' or '<other>-zone' collide)")  # fmt: skip
+        _no_overlapping_vpcs(self)
+        for name in self.instances:
+            _host_names_fit(self, name)
+        return self
+
+
+def _no_overlapping_vpcs(cfg: Config) -> None:
+    by_account: dict[tuple[str, str], list[tuple[str, ipaddress.IPv4Network]]] = {}
+    for name, inst in sorted(cfg.instances.items()):
+        key = (inst.account, cfg.region_of(name))
+        network = ipaddress.IPv4Network(inst.network.vpc_cidr)
+        for other, other_network in by_account.get(key, []):
+            if network.overlaps(other_network):
+                raise _error("vpc_cidr", f"instances.{name}.network.vpc_cidr {network} overlaps "
+                             f"instances.{other}.network.vpc_cidr {other_network} in the same account "
+                             f"{inst.account}; give each VPC its own range")  # fmt: skip
+        by_account.setdefault(key, []).append((name, network))
+
+
+def _host_names_fit(cfg: Config, name: str) -> None:
+    # ACM refuses a certificate whose first domain name is longer than 64 characters.
+    zone = naming.instance_zone_name(name, cfg.dns.subdomain, cfg.dns.base_domain)
+    labels = ["rstudio", "shiny"] + [f"{user}.rstudio" for user in cfg.instances[name].users]
+    for label in labels:
+        host = f"{label}.{zone}"
+        if len(host) > 64:
+            raise _error("dns", f"host name {host} is longer than the 64 characters ACM allows in a certificate; "
+                         "shorten dns.subdomain, dns.base_domain, the instance or the user name")  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Loading
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML loader that refuses duplicate keys, which PyYAML would otherwise silently merge."""
+
+
+def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    mapping: dict[Any, Any] = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in mapping:
+            raise ConfigError(f"line {key_node.start_mark.line + 1}: key {key!r} appears twice in the same mapping")
+        mapping[key] = loader.construct_object(value_node, deep=deep)
+    return mapping
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def format_location(loc: tuple[int | str, ...]) -> str:
+    return ".".join(str(part) for part in loc) or "(top level)"
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors(include_url=False):
+        loc = item["loc"]
+        message = item["msg"]
+        if item["type"] == "extra_forbidden":
+            message = "unknown key; check the spelling against config.schema.json"
+        elif item["type"] == "missing":
+            message = "required key is missing"
+        # pydantic reports the function-validator wrapper as a loc part for Annotated types; drop it.
+        loc = tuple(part for part in loc if not (isinstance(part, str) and part.startswith("function-")))
+        message = message.removeprefix("Value error, ")
+        lines.append(f"{format_location(loc)}: {message}")
+    return "\n".join(lines)
+
+
+def parse_config(data: Any) -> Config:
+    """Validate already-parsed YAML data; raises ConfigError."""
+    if not isinstance(data, dict):
+        raise ConfigError("the configuration must be a YAML mapping with organization, accounts, dns, ... keys")
+    try:
+        return Config.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(_describe(error)) from None
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate config.yaml; the only way the rest of the code gets a Config."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file; pass --config PATH or copy the example config.yaml") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path}: cannot read it ({error})") from None
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - SafeLoader subclass
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}") from None
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error}") from None
+    try:
+        return parse_config(data)
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error}") from None
+
+
+def json_schema() -> dict[str, Any]:
+    return Config.model_json_schema()

@@ -1,0 +1,34 @@
+"""Names shared by the generator and the orchestrator: StackSets, template files and the deploy reader role."""
+
+from __future__ import annotations
+
+PREFIX = "rstudio"
+BOOTSTRAP = f"{PREFIX}-bootstrap"
+CENTRAL = f"{PREFIX}-central"
+DATA = f"{PREFIX}-data"
+NETWORK = f"{PREFIX}-network"
+DEPLOY_READER_ROLE = f"{PREFIX}-deploy-reader"
+
+
+def instance_stackset(instance: str) -> str:
+    return f"{PREFIX}-{instance}"
+
+
+def zone_stackset(instance: str) -> str:
+    return f"{PREFIX}-{instance}-zone"
+
+
+def all_stackset_names(instances: list[str]) -> list[str]:
+    """Every StackSet a configuration implies, in a stable order (duplicates kept so callers can detect them)."""
+    names = [BOOTSTRAP, CENTRAL, DATA, NETWORK]
+    for instance in instances:
+        names += [zone_stackset(instance), instance_stackset(instance)]
+    return names
+
+
+def template_file(stackset: str) -> str:
+    return f"{stackset}.yaml"
+
+
+def instance_zone_name(instance: str, subdomain: str, base_domain: str) -> str:
+    return f"{instance}.{subdomain}.{base_domain}"
