@@ -67,3 +67,6 @@ def export_name(stackset: str, output: str) -> str:
 
 
 UPLOAD_PREFIXES = ("hourly", "instant")
+
+# Repositories in the central account; the instance templates build image URIs from the same names.
+ECR_REPOSITORIES = ("rstudio", "shiny", "bastion")

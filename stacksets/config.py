@@ -185,7 +185,19 @@ Ipv6Cidr = Annotated[str, AfterValidator(_network(6))]
 ImageTag = Annotated[str, AfterValidator(_ecr_tag)]
 SshPublicKey = Annotated[str, AfterValidator(_ssh_key)]
 ScheduleExpression = Annotated[str, AfterValidator(_schedule)]
-OrganizationalUnitId = Annotated[str, Field(pattern=r"^(ou-[a-z0-9]{4,32}-[a-z0-9]{8,32}|r-[a-z0-9]{4,32})$")]
+def _pattern(pattern: str, example: str) -> Any:
+    def check(value: str) -> str:
+        if not re.fullmatch(pattern, value):
+            raise _error("pattern", f"{value!r} does not look like {example}")
+        return value
+
+    return AfterValidator(check)
+
+
+OrganizationalUnitId = Annotated[str, _pattern(r"ou-[a-z0-9]{4,32}-[a-z0-9]{8,32}|r-[a-z0-9]{4,32}",
+                                               "an OU id (ou-ab12-34cd56ef) or root id (r-ab12)")]  # fmt: skip
+OrganizationId = Annotated[str, _pattern(r"o-[a-z0-9]{10,32}", "an organization id (o-a1b2c3d4e5)")]
+HostedZoneId = Annotated[str, _pattern(r"Z[A-Z0-9]{1,31}", "a Route 53 hosted zone id (Z0123456789ABCDEFGHIJ)")]
 
 
 class Model(BaseModel):
@@ -208,14 +220,14 @@ class Accounts(Model):
 
 
 class Organization(Model):
-    id: str = Field(pattern=r"^o-[a-z0-9]{10,32}$")
+    id: OrganizationId
     """AWS Organizations id (o-...); images may be pulled by any account of this organization."""
 
 
 class Dns(Model):
     base_domain: DomainName
     """Existing public zone in the network account, e.g. example.com."""
-    base_zone_id: str = Field(pattern=r"^Z[A-Z0-9]{1,31}$")
+    base_zone_id: HostedZoneId
     """Route 53 hosted zone id of base_domain."""
     subdomain: Annotated[str, AfterValidator(_dns_label(63))] = "analytics"
     """Instance zones are <instance>.<subdomain>.<base_domain>."""
@@ -551,13 +563,17 @@ class Config(Model):
         named = {"central": self.accounts.central, "network": self.accounts.network, "data": self.accounts.data}
         for role, account in named.items():
             if account == self.accounts.admin and self.stacksets.permission_model is PermissionModel.service_managed:
-                raise _error("accounts", f"accounts.{role} is the admin account; service-managed StackSets never "
+                raise _error("accounts", f"accounts.{role}: is the admin account; service-managed StackSets never "
                              "deploy to the management account: use another account or self_managed")  # fmt: skip
-        stackset_names = naming.all_stackset_names(sorted(self.instances))
-        duplicates = sorted({name for name in stackset_names if stackset_names.count(name) > 1})
-        if duplicates:
-            raise _error("instances", f"instance names produce the StackSet name(s) {', '.join(duplicates)} twice; "
-                         "rename the instance (names like 'data', 'central' or '<other>-zone' collide)")  # fmt: skip
+        fixed = naming.all_stackset_names([])
+        for name in sorted(self.instances):
+            mine = naming.all_stackset_names([name])[len(fixed):]
+            others = fixed + naming.all_stackset_names(sorted(set(self.instances) - {name}))
+            clash = sorted(set(mine) & set(others))
+            if clash:
+                raise _error("instances", f"instances.{name}: would create StackSet {clash[0]}, which another "
+                             "StackSet already uses; rename the instance (names like 'data', 'central' or "
+                             "'<other instance>-zone' collide)")  # fmt: skip
         _no_overlapping_vpcs(self)
         for name in self.instances:
             _host_names_fit(self, name)
@@ -571,7 +587,7 @@ def _no_overlapping_vpcs(cfg: Config) -> None:
         network = ipaddress.IPv4Network(inst.network.vpc_cidr)
         for other, other_network in by_account.get(key, []):
             if network.overlaps(other_network):
-                raise _error("vpc_cidr", f"instances.{name}.network.vpc_cidr {network} overlaps "
+                raise _error("vpc_cidr", f"instances.{name}.network.vpc_cidr: {network} overlaps "
                              f"instances.{other}.network.vpc_cidr {other_network} in the same account "
                              f"{inst.account}; give each VPC its own range")  # fmt: skip
         by_account.setdefault(key, []).append((name, network))
@@ -584,7 +600,7 @@ def _host_names_fit(cfg: Config, name: str) -> None:
     for label in labels:
         host = f"{label}.{zone}"
         if len(host) > 64:
-            raise _error("dns", f"host name {host} is longer than the 64 characters ACM allows in a certificate; "
+            raise _error("dns", f"instances.{name}: host name {host} is longer than the 64 characters ACM allows in a certificate; "
                          "shorten dns.subdomain, dns.base_domain, the instance or the user name")  # fmt: skip
 
 
@@ -610,7 +626,7 @@ _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
 
 
 def format_location(loc: tuple[int | str, ...]) -> str:
-    return ".".join(str(part) for part in loc) or "(top level)"
+    return ".".join(str(part) for part in loc)
 
 
 def _describe(error: ValidationError) -> str:
@@ -624,8 +640,9 @@ def _describe(error: ValidationError) -> str:
             message = "required key is missing"
         # pydantic reports the function-validator wrapper as a loc part for Annotated types; drop it.
         loc = tuple(part for part in loc if not (isinstance(part, str) and part.startswith("function-")))
-        message = message.removeprefix("Value error, ")
-        lines.append(f"{format_location(loc)}: {message}")
+        if loc and loc[-1] == "[key]":  # the mapping key itself (an instance or user name) is wrong
+            loc, message = loc[:-1], f"bad name: {message}"
+        lines.append(f"{format_location(loc)}: {message}" if loc else message)
     return "\n".join(lines)
 
 

@@ -1,0 +1,28 @@
+"""Which StackSets a configuration implies, and the function that builds each one's template."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Callable
+
+from troposphere import Template
+
+from generator.stacks import bootstrap, central, data, instance, network, zone
+from stacksets import naming
+from stacksets.config import Config
+
+Builder = Callable[[], Template]
+
+
+def builders(cfg: Config) -> dict[str, Builder]:
+    """StackSet name -> template builder, one entry per StackSet, in a stable order."""
+    result: dict[str, Builder] = {
+        naming.BOOTSTRAP: partial(bootstrap.build, cfg),
+        naming.CENTRAL: partial(central.build, cfg),
+        naming.DATA: partial(data.build, cfg),
+        naming.NETWORK: partial(network.build, cfg),
+    }
+    for name in sorted(cfg.instances):
+        result[naming.zone_stackset(name)] = partial(zone.build, cfg, name)
+        result[naming.instance_stackset(name)] = partial(instance.build, cfg, name)
+    return result

@@ -1,0 +1,27 @@
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from stacksets.config import Config, load_config
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE_CONFIG = ROOT / "config.yaml"
+TEMPLATES = ROOT / "templates"
+
+_EXAMPLE_DATA = yaml.safe_load(EXAMPLE_CONFIG.read_text(encoding="utf-8"))
+
+
+@pytest.fixture
+def example_data() -> dict[str, Any]:
+    """The example config as plain data, safe to mutate."""
+    return copy.deepcopy(_EXAMPLE_DATA)
+
+
+@pytest.fixture(scope="session")
+def cfg() -> Config:
+    return load_config(EXAMPLE_CONFIG)
