@@ -1,0 +1,101 @@
+"""deploy.py through `main(argv)`: exit codes, messages, and that user mistakes never print a traceback."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+import deploy
+from tests.conftest import EXAMPLE_CONFIG, ROOT, TEMPLATES
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    shutil.copy(EXAMPLE_CONFIG, tmp_path / "config.yaml")
+    shutil.copytree(TEMPLATES, tmp_path / "templates")
+    return tmp_path
+
+
+def run(*argv: str) -> int:
+    return deploy.main(list(argv))
+
+
+@pytest.mark.parametrize("command", [[], ["render"], ["validate"], ["schema"]])
+def test_help_on_every_command(command, capsys):
+    assert run(*command, "--help") == 0
+    assert "--config" in capsys.readouterr().out or command == []
+
+
+def test_unknown_command_is_a_usage_error(capsys):
+    assert run("launch") == 2
+    assert "invalid choice" in capsys.readouterr().err
+
+
+def test_render_check_passes_on_the_committed_templates(workdir, capsys):
+    assert run("render", "--check", "--config", str(workdir / "config.yaml"), "--templates", str(workdir / "templates")) == 0
+    assert "is current" in capsys.readouterr().out
+
+
+def test_render_check_fails_with_a_diff_when_stale(workdir, capsys):
+    stale = workdir / "templates" / "rstudio-network.yaml"
+    stale.write_text(stale.read_text().replace("TTL", "Ttl"))
+    (workdir / "templates" / "rstudio-gone.yaml").write_text("orphan\n")
+    assert run("render", "--check", "--config", str(workdir / "config.yaml"), "--templates", str(workdir / "templates")) == 1
+    out = capsys.readouterr().out
+    assert "+++ templates/rstudio-network.yaml (rendered)" in out
+    assert "orphan: templates/rstudio-gone.yaml" in out
+
+
+def test_render_writes_and_removes_orphans(workdir, capsys):
+    (workdir / "templates" / "rstudio-gone.yaml").write_text("orphan\n")
+    (workdir / "templates" / "rstudio-dev.yaml").unlink()
+    assert run("render", "--config", str(workdir / "config.yaml"), "--templates", str(workdir / "templates")) == 0
+    out = capsys.readouterr().out
+    assert "wrote   " in out and "rstudio-dev.yaml" in out and "removed " in out
+    assert not (workdir / "templates" / "rstudio-gone.yaml").exists()
+    assert (workdir / "templates" / "rstudio-dev.yaml").read_bytes() == (TEMPLATES / "rstudio-dev.yaml").read_bytes()
+
+
+def test_bad_config_exits_2_naming_the_key_and_writes_nothing(workdir, capsys):
+    config = workdir / "config.yaml"
+    config.write_text(config.read_text().replace("cpu: 2048", "cpu: 2000"))
+    before = {p.name: p.read_bytes() for p in (workdir / "templates").iterdir()}
+    assert run("render", "--config", str(config), "--templates", str(workdir / "templates")) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "instances.dev.rstudio" in err and "cpu 2000" in err
+    assert "Traceback" not in err
+    assert {p.name: p.read_bytes() for p in (workdir / "templates").iterdir()} == before
+
+
+def test_missing_config_file_exits_2(tmp_path, capsys):
+    assert run("validate", "--config", str(tmp_path / "missing.yaml")) == 2
+    assert "no such file" in capsys.readouterr().err
+
+
+def test_validate_accepts_the_committed_templates(workdir, capsys):
+    assert run("validate", "--config", str(workdir / "config.yaml"), "--templates", str(workdir / "templates")) == 0
+    assert "0 problem(s)" in capsys.readouterr().out
+
+
+def test_validate_reports_a_broken_template(workdir, capsys):
+    path = workdir / "templates" / "rstudio-central.yaml"
+    path.write_text(path.read_text().replace("DeletionPolicy: Retain", "DeletionPolicy: Delete", 1))
+    (workdir / "templates" / "rstudio-data.yaml").unlink()
+    assert run("validate", "--config", str(workdir / "config.yaml"), "--templates", str(workdir / "templates")) == 1
+    out = capsys.readouterr().out
+    assert "rstudio-central.yaml" in out and "[retain]" in out
+    assert "rstudio-data.yaml: missing" in out
+
+
+def test_schema_file_is_current(capsys):
+    assert run("schema", "--check", "--output", str(ROOT / "config.schema.json")) == 0
+
+
+def test_schema_check_fails_when_stale(tmp_path, capsys):
+    stale = tmp_path / "schema.json"
+    stale.write_text("{}\n")
+    assert run("schema", "--check", "--output", str(stale)) == 1
+    assert run("schema", "--output", str(stale)) == 0
+    assert run("schema", "--check", "--output", str(stale)) == 0
