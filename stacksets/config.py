@@ -20,6 +20,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    WithJsonSchema,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
@@ -174,30 +175,41 @@ def _schedule(value: str) -> str:
     return value
 
 
-AccountId = Annotated[str, BeforeValidator(_account_id)]
-Region = Annotated[str, AfterValidator(_region)]
-InstanceName = Annotated[str, AfterValidator(_dns_label(16))]
-UserName = Annotated[str, AfterValidator(_dns_label(32))]
-DomainName = Annotated[str, AfterValidator(_domain)]
-Email = Annotated[str, AfterValidator(_email)]
-Ipv4Cidr = Annotated[str, AfterValidator(_network(4))]
-Ipv6Cidr = Annotated[str, AfterValidator(_network(6))]
-ImageTag = Annotated[str, AfterValidator(_ecr_tag)]
-SshPublicKey = Annotated[str, AfterValidator(_ssh_key)]
-ScheduleExpression = Annotated[str, AfterValidator(_schedule)]
+def _schema(pattern: str | None = None, **extra: Any) -> WithJsonSchema:
+    """What editors see for a custom-validated string (the validators themselves say more on error)."""
+    schema: dict[str, Any] = {"type": "string", **extra}
+    if pattern:
+        schema["pattern"] = pattern
+    return WithJsonSchema(schema)
+
+
+DNS_LABEL_PATTERN = "^[a-z](?:[a-z0-9-]*[a-z0-9])?$"
+AccountId = Annotated[str, BeforeValidator(_account_id), _schema(r"^\d{12}$")]
+Region = Annotated[str, AfterValidator(_region), _schema(enum=sorted(REGIONS))]
+InstanceName = Annotated[str, AfterValidator(_dns_label(16)), _schema(DNS_LABEL_PATTERN, maxLength=16)]
+UserName = Annotated[str, AfterValidator(_dns_label(32)), _schema(DNS_LABEL_PATTERN, maxLength=32)]
+DomainName = Annotated[str, AfterValidator(_domain), _schema(DOMAIN_NAME.pattern)]
+Email = Annotated[str, AfterValidator(_email), _schema(format="email")]
+Ipv4Cidr = Annotated[str, AfterValidator(_network(4)), _schema(description="IPv4 CIDR block, e.g. 203.0.113.0/24")]
+Ipv6Cidr = Annotated[str, AfterValidator(_network(6)), _schema(description="IPv6 CIDR block, e.g. 2001:db8::/32")]
+ImageTag = Annotated[str, AfterValidator(_ecr_tag), _schema(ECR_TAG.pattern)]
+SshPublicKey = Annotated[str, AfterValidator(_ssh_key), _schema(description="OpenSSH public key line")]
+ScheduleExpression = Annotated[str, AfterValidator(_schedule), _schema(r"^(cron|rate)\(.*\)$")]
+
+
 def _pattern(pattern: str, example: str) -> Any:
     def check(value: str) -> str:
         if not re.fullmatch(pattern, value):
             raise _error("pattern", f"{value!r} does not look like {example}")
         return value
 
-    return AfterValidator(check)
+    return AfterValidator(check), _schema(f"^({pattern})$")
 
 
-OrganizationalUnitId = Annotated[str, _pattern(r"ou-[a-z0-9]{4,32}-[a-z0-9]{8,32}|r-[a-z0-9]{4,32}",
+OrganizationalUnitId = Annotated[str, *_pattern(r"ou-[a-z0-9]{4,32}-[a-z0-9]{8,32}|r-[a-z0-9]{4,32}",
                                                "an OU id (ou-ab12-34cd56ef) or root id (r-ab12)")]  # fmt: skip
-OrganizationId = Annotated[str, _pattern(r"o-[a-z0-9]{10,32}", "an organization id (o-a1b2c3d4e5)")]
-HostedZoneId = Annotated[str, _pattern(r"Z[A-Z0-9]{1,31}", "a Route 53 hosted zone id (Z0123456789ABCDEFGHIJ)")]
+OrganizationId = Annotated[str, *_pattern(r"o-[a-z0-9]{10,32}", "an organization id (o-a1b2c3d4e5)")]
+HostedZoneId = Annotated[str, *_pattern(r"Z[A-Z0-9]{1,31}", "a Route 53 hosted zone id (Z0123456789ABCDEFGHIJ)")]
 
 
 class Model(BaseModel):
@@ -229,7 +241,7 @@ class Dns(Model):
     """Existing public zone in the network account, e.g. example.com."""
     base_zone_id: HostedZoneId
     """Route 53 hosted zone id of base_domain."""
-    subdomain: Annotated[str, AfterValidator(_dns_label(63))] = "analytics"
+    subdomain: Annotated[str, AfterValidator(_dns_label(63)), _schema(DNS_LABEL_PATTERN)] = "analytics"
     """Instance zones are <instance>.<subdomain>.<base_domain>."""
 
 
