@@ -48,6 +48,8 @@ def add_repository(t: Template, cfg: Config, name: str) -> Repository:
         RepositoryName=name,
         ImageTagMutability="IMMUTABLE",
         ImageScanningConfiguration=ImageScanningConfiguration(ScanOnPush=True),
+        # Encrypted at rest with S3-managed keys: access is the repository policy's job, and a customer KMS key
+        # would need a second, org-wide grant in its key policy that narrows nothing.
         EncryptionConfiguration=EncryptionConfiguration(EncryptionType="AES256"),
         LifecyclePolicy=LifecyclePolicy(LifecyclePolicyText=lifecycle_policy_text(cfg.central.ecr)),
         RepositoryPolicyText=pull_policy(cfg.organization.id),

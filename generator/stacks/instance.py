@@ -111,8 +111,11 @@ def add_rstudio_task_role(t: Template, cfg: Config, instance: str) -> Role:
             Policies=[
                 RolePolicy(
                     PolicyName="assume-data-account-athena-role",
+                    # The Athena role's trust also allows SetSourceIdentity, so a session can carry the R user's
+                    # name into CloudTrail. The user's own code sets it: attribution, not authentication.
                     PolicyDocument=document(
-                        Statement(Effect=Allow, Action=[awacs.sts.AssumeRole], Resource=[athena_role])
+                        Statement(Effect=Allow, Action=[awacs.sts.AssumeRole, awacs.sts.SetSourceIdentity],
+                                  Resource=[athena_role])
                     ),
                 )
             ],
@@ -130,10 +133,12 @@ def add_datasync_role(t: Template, cfg: Config, instance: str) -> Role:
     permissions = document(
         Statement(Sid="UploadBucket", Effect=Allow, Resource=[bucket],
                   Action=[s3.GetBucketLocation, s3.ListBucket, s3.ListBucketMultipartUploads]),
-        # DataSync only ever reads the hourly/ and instant/ locations; this is AWS's documented S3 location set.
+        # AWS's documented S3 location set, on the two locations only. The bucket is versioned and DataSync reads
+        # the exact version it listed, hence the version reads (the data side's bucket policy grants the same set).
         Statement(Sid="UploadObjects", Effect=Allow, Resource=prefixes,
                   Action=[s3.AbortMultipartUpload, s3.DeleteObject, s3.GetObject, s3.GetObjectTagging,
-                          s3.ListMultipartUploadParts, s3.PutObject, s3.PutObjectTagging]),
+                          s3.GetObjectVersion, s3.GetObjectVersionTagging, s3.ListMultipartUploadParts,
+                          s3.PutObject, s3.PutObjectTagging]),
         # The data key's id is created in the data account and not known here; any key of that account, and only
         # when S3 in the data region uses it on the role's behalf (the bucket pins which key that is).
         Statement(Sid="UploadBucketKey", Effect=Allow,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from troposphere import Export, GetAtt, Join, Output, Ref, Template
 from troposphere.route53 import HostedZone, HostedZoneConfiguration
 
-from generator.common import new_template, retain, skip_checkov
+from generator.common import new_template, retain
 from generator.naming import export_name
 from stacksets import naming
 from stacksets.config import Config
@@ -39,12 +39,13 @@ def add_hosted_zone(t: Template, cfg: Config, instance: str) -> HostedZone:
 def add_zone_outputs(t: Template, instance: str, zone: HostedZone) -> list[Output]:
     stackset = naming.zone_stackset(instance)
     values = {
-        "HostedZoneId": Ref(zone),
-        "ZoneName": zone.Name,
-        "NameServers": Join(",", GetAtt(zone, "NameServers")),
+        "HostedZoneId": (Ref(zone), "Id of the instance zone"),
+        "ZoneName": (zone.Name, "Name of the instance zone, without the trailing dot"),
+        "NameServers": (Join(",", GetAtt(zone, "NameServers")), "Comma-separated name servers for the delegation"),
     }
     outputs = [
-        Output(output, Value=value, Export=Export(export_name(stackset, output))) for output, value in values.items()
+        Output(output, Description=description, Value=value, Export=Export(export_name(stackset, output)))
+        for output, (value, description) in values.items()
     ]
     t.add_output(outputs)
     return outputs

@@ -1,0 +1,58 @@
+"""Benchmark: how long `render` takes for the example config and for a large per_user instance.
+
+Targets (2-core CI machine): the example config renders in under 2 s, and a 40-user per_user instance in under 3 s.
+Run: `python bench/render_bench.py` (exits 1 when a target is missed). Not part of the test run.
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from generator.render import TemplateTooLarge, render_all  # noqa: E402
+from stacksets.config import parse_config  # noqa: E402
+
+
+def best_of(runs: int, function) -> float:
+    timings = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        function()
+        timings.append(time.perf_counter() - start)
+    return min(timings)
+
+
+def main() -> int:
+    data = yaml.safe_load((ROOT / "config.yaml").read_text())
+    example = parse_config(data)
+    big = copy.deepcopy(data)
+    big["instances"]["prod"]["users"] = {f"user{i:02d}": {"email": f"u{i}@example.com", "uid": 4000 + i} for i in range(40)}
+    large = parse_config(big)
+
+    def render_large() -> None:
+        try:
+            render_all(large)
+        except TemplateTooLarge as error:  # still timed: the size check is part of rendering
+            print(f"note: {error}")
+
+    results = {
+        "example config": (best_of(5, lambda: render_all(example)), 2.0),
+        "per_user instance with 40 users": (best_of(3, render_large), 3.0),
+    }
+    failed = False
+    for name, (seconds, target) in results.items():
+        verdict = "ok" if seconds <= target else "MISSED"
+        failed |= seconds > target
+        print(f"{name:34} {seconds * 1000:8.1f} ms  (target {target * 1000:.0f} ms)  {verdict}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+from typing import Any
+
+from generator.stacks import bootstrap
+from stacksets.config import Config, parse_config
+
+
+def _role(cfg: Config) -> dict[str, Any]:
+    resources = bootstrap.build(cfg).to_dict()["Resources"]
+    roles = [r for r in resources.values() if r["Type"] == "AWS::IAM::Role"]
+    assert len(resources) == len(roles) == 1
+    return roles[0]["Properties"]
+
+
+def _permission_statements(role: dict[str, Any]) -> list[dict[str, Any]]:
+    return [s for policy in role["Policies"] for s in policy["PolicyDocument"]["Statement"]]
+
+
+def test_role_has_the_name_the_orchestrator_assumes(cfg: Config) -> None:
+    role = _role(cfg)
+    assert role["RoleName"] == "rstudio-deploy-reader"
+    assert role["MaxSessionDuration"] == 3600
+
+
+def test_only_the_admin_account_may_assume_the_role(cfg: Config, example_data: dict[str, Any]) -> None:
+    statements = _role(cfg)["AssumeRolePolicyDocument"]["Statement"]
+    assert statements == [
+        {
+            "Effect": "Allow",
+            "Principal": {"AWS": {"Fn::Sub": "arn:${AWS::Partition}:iam::111111111111:root"}},
+            "Action": ["sts:AssumeRole"],
+        }
+    ]
+
+    example_data["accounts"]["admin"] = "999999999999"
+    other = _role(parse_config(example_data))["AssumeRolePolicyDocument"]["Statement"]
+    assert other[0]["Principal"] == {"AWS": {"Fn::Sub": "arn:${AWS::Partition}:iam::999999999999:root"}}
+
+
+def test_permissions_are_read_only_cloudformation(cfg: Config) -> None:
+    statements = _permission_statements(_role(cfg))
+    assert all(s["Effect"] == "Allow" for s in statements)
+    actions = {action for s in statements for action in s["Action"]}
+    assert actions == {
+        "cloudformation:DescribeStacks",
+        "cloudformation:DescribeStackEvents",
+        "cloudformation:ListStacks",
+    }
+    assert not any(a == "*" or a.endswith(":*") for a in actions)
+
+
+def test_describe_is_scoped_to_this_projects_stack_instances(cfg: Config) -> None:
+    statements = _permission_statements(_role(cfg))
+    describe = [s for s in statements if "cloudformation:DescribeStacks" in s["Action"]]
+    assert describe == [
+        {
+            "Sid": "ReadProjectStackInstances",
+            "Effect": "Allow",
+            "Action": ["cloudformation:DescribeStacks", "cloudformation:DescribeStackEvents"],
+            "Resource": [
+                {"Fn::Sub": "arn:${AWS::Partition}:cloudformation:*:${AWS::AccountId}:stack/StackSet-rstudio-*"}
+            ],
+        }
+    ]
+    # Resource "*" only for the action that has no resource-level permissions.
+    unscoped = [s for s in statements if "*" in s["Resource"]]
+    assert [s["Action"] for s in unscoped] == [["cloudformation:ListStacks"]]
+
+
+def test_outputs_the_role_arn(cfg: Config) -> None:
+    template = bootstrap.build(cfg).to_dict()
+    assert template["Outputs"]["DeployReaderRoleArn"]["Value"] == {"Fn::GetAtt": ["DeployReaderRole", "Arn"]}
+    assert template["Description"] == bootstrap.__doc__.splitlines()[0]

@@ -1,0 +1,277 @@
+"""The instance StackSet's foundation: the key, and the roles and bus policy the data account's template relies on."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+
+from generator import naming
+from generator.iam import role_arn
+from generator.stacks.instance import build
+from stacksets.config import Config, parse_config
+from stacksets.naming import instance_stackset
+from stacksets.template_checks import lint_template
+
+DATA_ACCOUNT = "444444444444"
+FOUNDATION = ("InstanceKey", "InstanceKeyAlias", "RStudioTaskRole", "DataSyncRole", "DataAccountEventBusPolicy")
+
+
+def resources(cfg: Config, instance: str) -> dict[str, Any]:
+    return build(cfg, instance).to_dict()["Resources"]
+
+
+def sub(text: str) -> dict[str, str]:
+    return {"Fn::Sub": text}
+
+
+def statements(role: dict[str, Any]) -> list[dict[str, Any]]:
+    return [s for policy in role["Properties"]["Policies"] for s in policy["PolicyDocument"]["Statement"]]
+
+
+def trust(role: dict[str, Any]) -> dict[str, Any]:
+    (statement,) = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    return statement
+
+
+def test_role_names_are_the_ones_the_data_account_trusts(cfg):
+    prod = resources(cfg, "prod")
+    assert prod["RStudioTaskRole"]["Properties"]["RoleName"] == "rstudio-prod-rstudio-task"
+    assert prod["DataSyncRole"]["Properties"]["RoleName"] == "rstudio-prod-datasync-s3"
+    for instance in ("dev", "prod"):
+        found = resources(cfg, instance)
+        assert found["RStudioTaskRole"]["Properties"]["RoleName"] == naming.role_name(
+            instance, naming.RSTUDIO_TASK_ROLE
+        )
+        assert found["DataSyncRole"]["Properties"]["RoleName"] == naming.role_name(instance, naming.DATASYNC_ROLE)
+
+
+def test_task_role_is_trusted_by_ecs_tasks_of_this_account_and_region_only(cfg):
+    statement = trust(resources(cfg, "prod")["RStudioTaskRole"])
+    assert statement["Effect"] == "Allow"
+    assert statement["Principal"] == {"Service": "ecs-tasks.amazonaws.com"}
+    assert statement["Action"] == ["sts:AssumeRole"]
+    assert statement["Condition"] == {
+        "StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}},
+        "ArnLike": {"aws:SourceArn": [sub("arn:${AWS::Partition}:ecs:${AWS::Region}:${AWS::AccountId}:*")]},
+    }
+
+
+@pytest.mark.parametrize("instance", ["dev", "prod"])
+def test_task_role_may_assume_only_the_athena_role_of_its_own_instance(cfg, instance):
+    (statement,) = statements(resources(cfg, instance)["RStudioTaskRole"])
+    expected = role_arn(DATA_ACCOUNT, naming.role_name(instance, naming.ATHENA_ROLE)).to_dict()
+    assert expected == sub(f"arn:${{AWS::Partition}}:iam::{DATA_ACCOUNT}:role/rstudio-{instance}-athena")
+    actions = ["sts:AssumeRole", "sts:SetSourceIdentity"]
+    assert statement == {"Effect": "Allow", "Action": actions, "Resource": [expected]}
+
+
+def test_datasync_role_is_trusted_by_datasync_tasks_and_locations_of_this_account(cfg):
+    statement = trust(resources(cfg, "prod")["DataSyncRole"])
+    assert statement["Principal"] == {"Service": "datasync.amazonaws.com"}
+    assert statement["Action"] == ["sts:AssumeRole"]
+    assert statement["Condition"] == {
+        "StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}},
+        "ArnLike": {
+            "aws:SourceArn": [
+                sub("arn:${AWS::Partition}:datasync:${AWS::Region}:${AWS::AccountId}:task/*"),
+                sub("arn:${AWS::Partition}:datasync:${AWS::Region}:${AWS::AccountId}:location/*"),
+            ]
+        },
+    }
+
+
+def test_datasync_role_reaches_only_its_instance_upload_bucket(cfg):
+    by_sid = {s["Sid"]: s for s in statements(resources(cfg, "prod")["DataSyncRole"])}
+    bucket = "arn:${AWS::Partition}:s3:::rstudio-prod-uploads-444444444444-eu-west-1"
+    assert bucket.endswith(naming.upload_bucket_name("prod", DATA_ACCOUNT, "eu-west-1"))
+    assert by_sid["UploadBucket"]["Resource"] == [sub(bucket)]
+    assert set(by_sid["UploadBucket"]["Action"]) == {
+        "s3:GetBucketLocation", "s3:ListBucket", "s3:ListBucketMultipartUploads"
+    }  # fmt: skip
+    assert by_sid["UploadObjects"]["Resource"] == [sub(f"{bucket}/hourly/*"), sub(f"{bucket}/instant/*")]
+    assert set(by_sid["UploadObjects"]["Action"]) == {
+        "s3:AbortMultipartUpload", "s3:DeleteObject", "s3:GetObject", "s3:GetObjectTagging", "s3:GetObjectVersion",
+        "s3:GetObjectVersionTagging", "s3:ListMultipartUploadParts", "s3:PutObject", "s3:PutObjectTagging",
+    }  # fmt: skip
+    key = by_sid["UploadBucketKey"]
+    assert key["Action"] == ["kms:Decrypt", "kms:DescribeKey"]
+    assert key["Resource"] == [sub("arn:${AWS::Partition}:kms:eu-west-1:444444444444:key/*")]
+    assert key["Condition"] == {"StringEquals": {"kms:ViaService": "s3.eu-west-1.amazonaws.com"}}
+    assert set(by_sid) == {"UploadBucket", "UploadObjects", "UploadBucketKey"}
+    assert "rstudio-dev" not in json.dumps(by_sid)
+
+
+def test_cross_account_names_follow_the_config(example_data):
+    """Another data account and an instance in another region: the data side stays in the default region."""
+    example_data["accounts"]["data"] = "777777777777"
+    example_data["instances"]["prod"]["region"] = "us-east-1"
+    found = resources(parse_config(example_data), "prod")
+    (assume,) = statements(found["RStudioTaskRole"])
+    assert assume["Resource"] == [sub("arn:${AWS::Partition}:iam::777777777777:role/rstudio-prod-athena")]
+    by_sid = {s["Sid"]: s for s in statements(found["DataSyncRole"])}
+    assert by_sid["UploadBucket"]["Resource"] == [
+        sub("arn:${AWS::Partition}:s3:::rstudio-prod-uploads-777777777777-eu-west-1")
+    ]
+    assert by_sid["UploadBucketKey"]["Condition"]["StringEquals"]["kms:ViaService"] == "s3.eu-west-1.amazonaws.com"
+    bus = found["DataAccountEventBusPolicy"]["Properties"]["Statement"]
+    assert bus["Principal"] == {"AWS": sub("arn:${AWS::Partition}:iam::777777777777:root")}
+
+
+def test_event_bus_policy_admits_exactly_the_data_account(cfg):
+    policy = resources(cfg, "prod")["DataAccountEventBusPolicy"]["Properties"]
+    assert policy["EventBusName"] == "default"
+    assert policy["Statement"] == {
+        "Effect": "Allow",
+        "Principal": {"AWS": sub(f"arn:${{AWS::Partition}}:iam::{DATA_ACCOUNT}:root")},
+        "Action": ["events:PutEvents"],
+        "Resource": [sub("arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/default")],
+    }
+
+
+def test_instances_sharing_a_bus_get_their_own_statement(cfg):
+    ids = {resources(cfg, name)["DataAccountEventBusPolicy"]["Properties"]["StatementId"] for name in ("dev", "prod")}
+    assert ids == {"rstudio-dev-data-account", "rstudio-prod-data-account"}
+    assert all(re.fullmatch(r"[A-Za-z0-9_-]{1,64}", statement_id) for statement_id in ids)
+
+
+def test_key_is_retained_rotated_and_aliased_per_instance(cfg):
+    found = resources(cfg, "prod")
+    key = found["InstanceKey"]
+    assert key["DeletionPolicy"] == key["UpdateReplacePolicy"] == "Retain"
+    assert key["Properties"]["EnableKeyRotation"] is True
+    assert found["InstanceKeyAlias"]["Properties"] == {
+        "AliasName": "alias/rstudio-prod", "TargetKeyId": {"Ref": "InstanceKey"}
+    }  # fmt: skip
+
+
+def test_key_policy_lets_only_this_accounts_iam_and_its_log_groups_use_the_key(cfg):
+    policy = resources(cfg, "prod")["InstanceKey"]["Properties"]["KeyPolicy"]["Statement"]
+    account = {"AWS": sub("arn:${AWS::Partition}:iam::${AWS::AccountId}:root")}
+    logs = {"Service": sub("logs.${AWS::Region}.amazonaws.com")}
+    assert [s["Principal"] for s in policy] == [account, account, logs]
+    assert all(s["Effect"] == "Allow" for s in policy)
+    actions = [action for s in policy for action in s["Action"]]
+    assert "kms:*" not in actions and "*" not in actions
+    assert "kms:Put*" in actions  # without it the account could lock itself out of the key
+    assert policy[2]["Condition"] == {
+        "ArnLike": {
+            "kms:EncryptionContext:aws:logs:arn": sub(
+                "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:*"
+            )
+        }
+    }
+
+
+def test_dev_and_prod_differ_only_in_the_instance_name(cfg):
+    def foundation(instance: str) -> str:
+        found = resources(cfg, instance)
+        text = json.dumps({name: found[name] for name in FOUNDATION}, sort_keys=True)
+        text = text.replace(instance_stackset(instance), "rstudio-INSTANCE")
+        return text.replace(f"instance {instance}", "instance X")  # role and key descriptions
+
+    dev, prod = foundation("dev"), foundation("prod")
+    assert "dev" not in dev and "prod" not in prod
+    assert dev == prod
+
+
+@pytest.mark.parametrize("instance", ["dev", "prod"])
+def test_template_is_partition_safe_and_holds_no_instance_account_id(cfg, instance):
+    text = build(cfg, instance).to_json()
+    assert not re.search(r"arn:aws[a-z-]*:", text)
+    assert cfg.instances[instance].account not in text  # the same template fits any account it is deployed to
+
+
+def test_outputs_name_the_key_and_both_roles(cfg):
+    outputs = build(cfg, "dev").to_dict()["Outputs"]
+    assert {name: output["Value"] for name, output in outputs.items()} == {
+        "KeyArn": {"Fn::GetAtt": ["InstanceKey", "Arn"]},
+        "RStudioTaskRoleArn": {"Fn::GetAtt": ["RStudioTaskRole", "Arn"]},
+        "DataSyncRoleArn": {"Fn::GetAtt": ["DataSyncRole", "Arn"]},
+    }
+    assert not any("Export" in output for output in outputs.values())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("instance", ["dev", "prod"])
+def test_cfn_lint_finds_nothing(cfg, instance, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # cfn-lint would also read the repo's .cfnlintrc.yaml, which globs templates/
+    assert lint_template(instance, build(cfg, instance).to_json(), cfg.regions) == []
+
+
+def test_unknown_instance_is_refused(cfg):
+    with pytest.raises(ValueError, match="unknown instance 'staging'"):
+        build(cfg, "staging")
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# The contract with the data account's template: both halves of each cross-account grant, built from one config.
+
+
+def data_resources(cfg: Config) -> list[dict[str, Any]]:
+    from generator.stacks import data  # here, so a broken data module fails only the contract tests
+
+    return list(data.build(cfg).to_dict()["Resources"].values())
+
+
+def all_statements(node: Any) -> list[dict[str, Any]]:
+    """Every policy statement anywhere under node (key policies, bucket policies, role policies, trust policies)."""
+    if isinstance(node, list):
+        return [s for value in node for s in all_statements(value)]
+    if not isinstance(node, dict):
+        return []
+    own = node.get("Statement")
+    found = own if isinstance(own, list) else [own] if isinstance(own, dict) else []
+    return found + [s for key, value in node.items() if key != "Statement" for s in all_statements(value)]
+
+
+def data_statements_for(cfg: Config, principal_role_arn: dict[str, str]) -> list[dict[str, Any]]:
+    """Every data-template statement granting exactly this instance-account role (named_role_principal form)."""
+    return [s for s in all_statements(data_resources(cfg))
+            if s.get("Condition", {}).get("ArnEquals", {}).get("aws:PrincipalArn") == principal_role_arn]  # fmt: skip
+
+
+def instance_role_arn(cfg: Config, instance: str, role: dict[str, Any]) -> dict[str, str]:
+    return role_arn(cfg.instances[instance].account, role["Properties"]["RoleName"]).to_dict()
+
+
+def s3_grants(statements_: list[dict[str, Any]]) -> set[tuple[str, str]]:
+    return {(action, json.dumps(resource, sort_keys=True)) for s in statements_ for action in s["Action"]
+            if action.startswith("s3:") for resource in s["Resource"]}  # fmt: skip
+
+
+@pytest.mark.parametrize("instance", ["dev", "prod"])
+def test_data_account_grants_the_datasync_role_what_it_asks_for(cfg, instance):
+    role = resources(cfg, instance)["DataSyncRole"]
+    granted = data_statements_for(cfg, instance_role_arn(cfg, instance, role))
+    assert s3_grants(statements(role)) and s3_grants(statements(role)) == s3_grants(granted)
+    (key,) = [s for s in granted if "kms:Decrypt" in s["Action"]]
+    (asked,) = [s for s in statements(role) if "kms:Decrypt" in s["Action"]]
+    assert set(asked["Action"]) <= set(key["Action"])
+    assert key["Condition"]["StringEquals"]["kms:ViaService"] == sub("s3.${AWS::Region}.amazonaws.com")
+    assert asked["Condition"]["StringEquals"]["kms:ViaService"] == f"s3.{cfg.default_region}.amazonaws.com"
+
+
+@pytest.mark.parametrize("instance", ["dev", "prod"])
+def test_data_account_athena_role_trusts_the_task_role_for_what_it_asks(cfg, instance):
+    task_role = resources(cfg, instance)["RStudioTaskRole"]
+    athena_name = naming.role_name(instance, naming.ATHENA_ROLE)
+    (athena,) = [r for r in data_resources(cfg) if r["Properties"].get("RoleName") == athena_name]
+    (trusted,) = athena["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    assert trusted["Condition"]["ArnEquals"]["aws:PrincipalArn"] == instance_role_arn(cfg, instance, task_role)
+    (asked,) = statements(task_role)
+    assert set(asked["Action"]) == set(trusted["Action"])
+    assert asked["Resource"] == [role_arn(cfg.accounts.data, athena_name).to_dict()]
+
+
+@pytest.mark.parametrize("instance", ["dev", "prod"])
+def test_data_account_forwards_to_the_bus_this_policy_opens(cfg, instance):
+    bus_statement = resources(cfg, instance)["DataAccountEventBusPolicy"]["Properties"]["Statement"]
+    rules = [r for r in data_resources(cfg) if r["Type"] == "AWS::Events::Rule"]
+    account, region = cfg.instances[instance].account, cfg.region_of(instance)
+    bus = sub(f"arn:${{AWS::Partition}}:events:{region}:{account}:event-bus/default")
+    targets = [target for rule in rules for target in rule["Properties"]["Targets"] if target["Arn"] == bus]
+    assert len(targets) == 1
+    assert bus_statement["Principal"] == {"AWS": sub(f"arn:${{AWS::Partition}}:iam::{cfg.accounts.data}:root")}
