@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import awacs.sts
 from awacs.aws import (
     Allow,
     ArnEquals,
+    ArnLike,
     AWSPrincipal,
     Bool,
     Condition,
+    ConditionElement,
     Deny,
     Policy,
     PolicyDocument,
     Principal,
     Statement,
+    StringEquals,
 )
 from awacs.aws import Action as AwacsAction
-from troposphere import Sub
+from troposphere import Ref, Sub
 
 Action = AwacsAction
 
@@ -70,6 +74,27 @@ def document(*statements: Statement) -> PolicyDocument:
     return PolicyDocument(Version="2012-10-17", Statement=list(statements))
 
 
+def conditions(*parts: Condition | ConditionElement) -> Condition:
+    """One Condition block from Condition blocks and single conditions (operators must not repeat)."""
+    elements = []
+    for part in parts:
+        elements += part.conditions if isinstance(part, Condition) else [part]
+    return Condition(elements)
+
+
+def service_trust(service: str, source_arn: Sub) -> PolicyDocument:
+    """Trust policy for an AWS service, limited to requests on behalf of this account (confused deputy)."""
+    return document(
+        Statement(
+            Effect=Allow,
+            Principal=Principal("Service", service),
+            Action=[awacs.sts.AssumeRole],
+            Condition=conditions(StringEquals("aws:SourceAccount", Ref("AWS::AccountId")),
+                                 ArnLike("aws:SourceArn", source_arn)),  # fmt: skip
+        )
+    )
+
+
 __all__ = [
     "Action",
     "Allow",
@@ -78,10 +103,12 @@ __all__ = [
     "Statement",
     "account_root",
     "arn",
+    "conditions",
     "deny_insecure_transport",
     "document",
     "named_role_principal",
     "regional_arn",
     "role_arn",
     "role_arn_text",
+    "service_trust",
 ]

@@ -7,7 +7,7 @@ from typing import Callable
 
 from troposphere import Template
 
-from generator.stacks import bootstrap, central, data, instance, network, zone
+from generator.stacks import bootstrap, central, data, instance, instance_data, network, zone
 from stacksets import naming
 from stacksets.config import Config
 
@@ -24,5 +24,6 @@ def builders(cfg: Config) -> dict[str, Builder]:
     }
     for name in sorted(cfg.instances):
         result[naming.zone_stackset(name)] = partial(zone.build, cfg, name)
+        result[naming.instance_data_stackset(name)] = partial(instance_data.build, cfg, name)
         result[naming.instance_stackset(name)] = partial(instance.build, cfg, name)
     return result

@@ -18,11 +18,15 @@ def zone_stackset(instance: str) -> str:
     return f"{PREFIX}-{instance}-zone"
 
 
+def instance_data_stackset(instance: str) -> str:
+    return f"{PREFIX}-{instance}-data"
+
+
 def all_stackset_names(instances: list[str]) -> list[str]:
     """Every StackSet a configuration implies, in a stable order (duplicates kept so callers can detect them)."""
     names = [BOOTSTRAP, CENTRAL, DATA, NETWORK]
     for instance in instances:
-        names += [zone_stackset(instance), instance_stackset(instance)]
+        names += [zone_stackset(instance), instance_data_stackset(instance), instance_stackset(instance)]
     return names
 
 

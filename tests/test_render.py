@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from troposphere import Output, Template, s3
+from troposphere import Output, Tags, Template, s3
 
 from generator.render import HEADER, MAX_TEMPLATE_BYTES, TemplateTooLarge, compare, render, render_all, write
 from tests.conftest import ROOT
@@ -45,8 +45,8 @@ def test_render_ignores_the_cfn_flip_width_variable():
 
 def test_template_over_the_limit_is_refused():
     template = Template()
-    for index in range(2000):
-        template.add_resource(s3.Bucket(f"Bucket{index:04d}", BucketName=f"bucket-{index:04d}"))
+    for index in range(400):
+        template.add_resource(s3.Bucket(f"Bucket{index:04d}", BucketName=f"bucket-{index:04d}", Tags=Tags(purpose="x" * 100)))
     with pytest.raises(TemplateTooLarge, match=str(MAX_TEMPLATE_BYTES)):
         render(template, "huge")
 
@@ -55,7 +55,8 @@ def test_render_all_names_one_file_per_stackset(cfg):
     files = render_all(cfg)
     assert sorted(files) == sorted([
         "rstudio-bootstrap.yaml", "rstudio-central.yaml", "rstudio-data.yaml", "rstudio-network.yaml",
-        "rstudio-dev-zone.yaml", "rstudio-dev.yaml", "rstudio-prod-zone.yaml", "rstudio-prod.yaml",
+        "rstudio-dev-zone.yaml", "rstudio-dev-data.yaml", "rstudio-dev.yaml",
+        "rstudio-prod-zone.yaml", "rstudio-prod-data.yaml", "rstudio-prod.yaml",
     ])  # fmt: skip
     assert render_all(cfg) == files
 

@@ -196,8 +196,7 @@ def test_outputs_name_the_key_and_both_roles(cfg):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("instance", ["dev", "prod"])
-def test_cfn_lint_finds_nothing(cfg, instance, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # cfn-lint would also read the repo's .cfnlintrc.yaml, which globs templates/
+def test_cfn_lint_finds_nothing(cfg, instance):
     assert lint_template(instance, build(cfg, instance).to_json(), cfg.regions) == []
 
 
@@ -210,10 +209,11 @@ def test_unknown_instance_is_refused(cfg):
 # The contract with the data account's template: both halves of each cross-account grant, built from one config.
 
 
-def data_resources(cfg: Config) -> list[dict[str, Any]]:
-    from generator.stacks import data  # here, so a broken data module fails only the contract tests
+def data_resources(cfg: Config) -> dict[str, dict[str, Any]]:
+    from generator.stacks import instance_data  # here, so a broken data module fails only the contract tests
 
-    return list(data.build(cfg).to_dict()["Resources"].values())
+    return {logical_id: resource for name in sorted(cfg.instances)
+            for logical_id, resource in instance_data.build(cfg, name).to_dict()["Resources"].items()}  # fmt: skip
 
 
 def all_statements(node: Any) -> list[dict[str, Any]]:
@@ -227,9 +227,27 @@ def all_statements(node: Any) -> list[dict[str, Any]]:
     return found + [s for key, value in node.items() if key != "Statement" for s in all_statements(value)]
 
 
+def literal_bucket_arns(node: Any, buckets: dict[str, str]) -> Any:
+    """Rewrite the data template's GetAtt/`${Bucket.Arn}` references into the literal ARNs the instance side uses."""
+    if isinstance(node, list):
+        return [literal_bucket_arns(value, buckets) for value in node]
+    if not isinstance(node, dict):
+        return node
+    if list(node) == ["Fn::GetAtt"] and node["Fn::GetAtt"][0] in buckets:
+        return sub(f"arn:${{AWS::Partition}}:s3:::{buckets[node['Fn::GetAtt'][0]]}")
+    if list(node) == ["Fn::Sub"] and isinstance(node["Fn::Sub"], str):
+        text = node["Fn::Sub"]
+        for logical_id, name in buckets.items():
+            text = text.replace(f"${{{logical_id}.Arn}}", f"arn:${{AWS::Partition}}:s3:::{name}")
+        return sub(text)
+    return {key: literal_bucket_arns(value, buckets) for key, value in node.items()}
+
+
 def data_statements_for(cfg: Config, principal_role_arn: dict[str, str]) -> list[dict[str, Any]]:
     """Every data-template statement granting exactly this instance-account role (named_role_principal form)."""
-    return [s for s in all_statements(data_resources(cfg))
+    resources_ = data_resources(cfg)
+    buckets = {name: r["Properties"]["BucketName"] for name, r in resources_.items() if r["Type"] == "AWS::S3::Bucket"}
+    return [literal_bucket_arns(s, buckets) for s in all_statements(list(resources_.values()))
             if s.get("Condition", {}).get("ArnEquals", {}).get("aws:PrincipalArn") == principal_role_arn]  # fmt: skip
 
 
@@ -258,7 +276,7 @@ def test_data_account_grants_the_datasync_role_what_it_asks_for(cfg, instance):
 def test_data_account_athena_role_trusts_the_task_role_for_what_it_asks(cfg, instance):
     task_role = resources(cfg, instance)["RStudioTaskRole"]
     athena_name = naming.role_name(instance, naming.ATHENA_ROLE)
-    (athena,) = [r for r in data_resources(cfg) if r["Properties"].get("RoleName") == athena_name]
+    (athena,) = [r for r in data_resources(cfg).values() if r["Properties"].get("RoleName") == athena_name]
     (trusted,) = athena["Properties"]["AssumeRolePolicyDocument"]["Statement"]
     assert trusted["Condition"]["ArnEquals"]["aws:PrincipalArn"] == instance_role_arn(cfg, instance, task_role)
     (asked,) = statements(task_role)
@@ -269,7 +287,7 @@ def test_data_account_athena_role_trusts_the_task_role_for_what_it_asks(cfg, ins
 @pytest.mark.parametrize("instance", ["dev", "prod"])
 def test_data_account_forwards_to_the_bus_this_policy_opens(cfg, instance):
     bus_statement = resources(cfg, instance)["DataAccountEventBusPolicy"]["Properties"]["Statement"]
-    rules = [r for r in data_resources(cfg) if r["Type"] == "AWS::Events::Rule"]
+    rules = [r for r in data_resources(cfg).values() if r["Type"] == "AWS::Events::Rule"]
     account, region = cfg.instances[instance].account, cfg.region_of(instance)
     bus = sub(f"arn:${{AWS::Partition}}:events:{region}:{account}:event-bus/default")
     targets = [target for rule in rules for target in rule["Properties"]["Targets"] if target["Arn"] == bus]
