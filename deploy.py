@@ -88,9 +88,11 @@ def cmd_schema(args: argparse.Namespace, _cfg: Config | None) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", default="config.yaml", metavar="PATH", help="configuration file (default: %(default)s)")
+    common.add_argument("--config", default="config.yaml", metavar="PATH",
+                        help="configuration file (default: %(default)s)")  # fmt: skip
     templates = argparse.ArgumentParser(add_help=False)
-    templates.add_argument("--templates", default="templates", metavar="DIR", help="template folder (default: %(default)s)")
+    templates.add_argument("--templates", default="templates", metavar="DIR",
+                           help="template folder (default: %(default)s)")  # fmt: skip
 
     parser = argparse.ArgumentParser(prog="deploy.py", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -33,7 +33,8 @@ def main() -> int:
     data = yaml.safe_load((ROOT / "config.yaml").read_text())
     example = parse_config(data)
     big = copy.deepcopy(data)
-    big["instances"]["prod"]["users"] = {f"user{i:02d}": {"email": f"u{i}@example.com", "uid": 4000 + i} for i in range(40)}
+    users = {f"user{i:02d}": {"email": f"u{i}@example.com", "uid": 4000 + i} for i in range(40)}
+    big["instances"]["prod"]["users"] = users
     large = parse_config(big)
 
     def render_large() -> None:

@@ -27,7 +27,7 @@ def retain(resource: R) -> R:
 
 
 def skip_checkov(resource: R, **reasons: str) -> R:
-    """Record why a checkov check does not apply, next to the resource it is about: skip_checkov(r, CKV_AWS_18="...")."""
+    """Record next to the resource why a checkov check does not apply: skip_checkov(r, CKV_AWS_18="...")."""
     metadata = dict(getattr(resource, "Metadata", {}) or {})
     skips = list(metadata.get("checkov", {}).get("skip", []))
     skips += [{"id": check, "comment": reason} for check, reason in sorted(reasons.items())]

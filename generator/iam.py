@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import awacs.sts
+from awacs.aws import Action as AwacsAction
 from awacs.aws import (
     Allow,
     ArnEquals,
@@ -18,7 +19,6 @@ from awacs.aws import (
     Statement,
     StringEquals,
 )
-from awacs.aws import Action as AwacsAction
 from troposphere import Ref, Sub
 
 Action = AwacsAction
@@ -29,7 +29,9 @@ def arn(service: str, resource: str, *, region: str = "", account: str = "") -> 
     return Sub(f"arn:${{AWS::Partition}}:{service}:{region}:{account}:{resource}")
 
 
-def regional_arn(service: str, resource: str, account: str = "${AWS::AccountId}", region: str = "${AWS::Region}") -> Sub:
+def regional_arn(
+    service: str, resource: str, account: str = "${AWS::AccountId}", region: str = "${AWS::Region}"
+) -> Sub:
     return arn(service, resource, region=region, account=account)
 
 
@@ -57,6 +59,31 @@ def named_role_principal(account: str, role: str) -> tuple[Principal, Condition]
         AWSPrincipal(account_root(account)),  # type: ignore[arg-type]
         Condition(ArnEquals("aws:PrincipalArn", Sub(role_arn_text(account, role)))),
     )
+
+
+# Key policies cannot say "kms:*" under the house rules, so the account gets what administering and using a symmetric
+# key takes; IAM policies in the account then decide which principal may do which part of it.
+KEY_ADMIN_ACTIONS = ("Create*", "Describe*", "Enable*", "List*", "Put*", "Update*", "Revoke*", "Disable*", "Get*",
+                     "Delete*", "TagResource", "UntagResource", "ScheduleKeyDeletion", "CancelKeyDeletion",
+                     "RotateKeyOnDemand")  # fmt: skip
+KEY_USE_ACTIONS = ("Encrypt", "Decrypt", "ReEncrypt*", "GenerateDataKey*", "DescribeKey", "CreateGrant")
+# What CloudWatch Logs needs to encrypt a log group with a customer managed key (CloudWatch Logs user guide).
+LOGS_KEY_ACTIONS = ("Encrypt*", "Decrypt*", "ReEncrypt*", "GenerateDataKey*", "Describe*")
+
+
+def kms_actions(names: tuple[str, ...]) -> list[AwacsAction]:
+    return [AwacsAction("kms", name) for name in names]
+
+
+def account_key_statements() -> list[Statement]:
+    """Key policy statements that hand the key to the owning account's IAM ("*" in a key policy means this key)."""
+    account = AWSPrincipal(account_root("${AWS::AccountId}"))  # type: ignore[arg-type]
+    return [
+        Statement(Sid="AccountAdministersKeyThroughIam", Effect=Allow, Principal=account,
+                  Action=kms_actions(KEY_ADMIN_ACTIONS), Resource=["*"]),
+        Statement(Sid="AccountUsesKeyThroughIam", Effect=Allow, Principal=account,
+                  Action=kms_actions(KEY_USE_ACTIONS), Resource=["*"]),
+    ]  # fmt: skip
 
 
 def deny_insecure_transport(resources: list) -> Statement:
@@ -96,6 +123,11 @@ def service_trust(service: str, source_arn: Sub) -> PolicyDocument:
 
 
 __all__ = [
+    "KEY_ADMIN_ACTIONS",
+    "KEY_USE_ACTIONS",
+    "LOGS_KEY_ACTIONS",
+    "account_key_statements",
+    "kms_actions",
     "Action",
     "Allow",
     "Deny",

@@ -7,7 +7,15 @@ from typing import Callable
 
 from troposphere import Template
 
-from generator.stacks import bootstrap, central, data, instance, instance_data, network, zone
+from generator.stacks import (
+    bootstrap,
+    central,
+    data,
+    instance,
+    instance_data,
+    network,
+    zone,
+)
 from stacksets import naming
 from stacksets.config import Config
 

@@ -105,7 +105,7 @@ def compare(directory: Path, rendered: dict[str, bytes]) -> Staleness:
 
 
 def write(directory: Path, rendered: dict[str, bytes]) -> Staleness:
-    """Make `directory` hold exactly `rendered`: every file replaced atomically, orphans removed, unchanged files untouched.
+    """Make `directory` hold exactly `rendered`: files replaced atomically, orphans removed, unchanged ones untouched.
 
     All bytes exist in memory before the first write, so a failing build or an oversized template leaves the
     directory as it was; each file is swapped in with os.replace, so no reader ever sees half a template.

@@ -97,8 +97,9 @@ def _region(value: str) -> str:
 def _dns_label(max_length: int) -> Any:
     def check(value: str) -> str:
         if not DNS_LABEL.fullmatch(value) or "--" in value:
-            raise _error("dns_label", f"{value!r} must be lower-case letters, digits and single hyphens, starting "
-                         "with a letter and not ending with a hyphen (it becomes a host and StackSet name)")  # fmt: skip
+            raise _error("dns_label", f"{value!r} must be lower-case letters, digits and single hyphens, "
+                         "starting with a letter and not ending with a hyphen (it becomes a host and StackSet "
+                         "name)")  # fmt: skip
         if len(value) > max_length:
             raise _error("dns_label", f"{value!r} is longer than {max_length} characters (it ends up in S3 bucket "
                          "and IAM role names, which have length limits)")  # fmt: skip
@@ -612,7 +613,8 @@ def _host_names_fit(cfg: Config, name: str) -> None:
     for label in labels:
         host = f"{label}.{zone}"
         if len(host) > 64:
-            raise _error("dns", f"instances.{name}: host name {host} is longer than the 64 characters ACM allows in a certificate; "
+            raise _error("dns", f"instances.{name}: host name {host} is longer than the 64 characters ACM allows "
+                         "in a certificate; "
                          "shorten dns.subdomain, dns.base_domain, the instance or the user name")  # fmt: skip
 
 

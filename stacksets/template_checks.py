@@ -116,7 +116,10 @@ def _statements(resource: dict[str, Any], where: str) -> Iterator[tuple[str, dic
 
 def lint_template(name: str, text: str, regions: tuple[str, ...]) -> list[Finding]:
     """cfn-lint errors and warnings, in-process, for every region the configuration deploys to."""
-    from cfnlint.api import ManualArgs, lint  # imported here: cfn-lint takes a while to import
+    from cfnlint.api import (  # imported here: cfn-lint takes a while to import
+        ManualArgs,
+        lint,
+    )
 
     findings = []
     for match in lint(text, config=ManualArgs(regions=list(regions))):

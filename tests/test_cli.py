@@ -18,6 +18,10 @@ def workdir(tmp_path: Path) -> Path:
     return tmp_path
 
 
+def paths(workdir: Path) -> list[str]:
+    return ["--config", str(workdir / "config.yaml"), "--templates", str(workdir / "templates")]
+
+
 def run(*argv: str) -> int:
     return deploy.main(list(argv))
 
@@ -34,7 +38,7 @@ def test_unknown_command_is_a_usage_error(capsys):
 
 
 def test_render_check_passes_on_the_committed_templates(workdir, capsys):
-    assert run("render", "--check", "--config", str(workdir / "config.yaml"), "--templates", str(workdir / "templates")) == 0
+    assert run("render", "--check", *paths(workdir)) == 0
     assert "is current" in capsys.readouterr().out
 
 
@@ -42,7 +46,7 @@ def test_render_check_fails_with_a_diff_when_stale(workdir, capsys):
     stale = workdir / "templates" / "rstudio-network.yaml"
     stale.write_text(stale.read_text().replace("TTL", "Ttl"))
     (workdir / "templates" / "rstudio-gone.yaml").write_text("orphan\n")
-    assert run("render", "--check", "--config", str(workdir / "config.yaml"), "--templates", str(workdir / "templates")) == 1
+    assert run("render", "--check", *paths(workdir)) == 1
     out = capsys.readouterr().out
     assert "+++ templates/rstudio-network.yaml (rendered)" in out
     assert "orphan: templates/rstudio-gone.yaml" in out
@@ -51,7 +55,7 @@ def test_render_check_fails_with_a_diff_when_stale(workdir, capsys):
 def test_render_writes_and_removes_orphans(workdir, capsys):
     (workdir / "templates" / "rstudio-gone.yaml").write_text("orphan\n")
     (workdir / "templates" / "rstudio-dev.yaml").unlink()
-    assert run("render", "--config", str(workdir / "config.yaml"), "--templates", str(workdir / "templates")) == 0
+    assert run("render", *paths(workdir)) == 0
     out = capsys.readouterr().out
     assert "wrote   " in out and "rstudio-dev.yaml" in out and "removed " in out
     assert not (workdir / "templates" / "rstudio-gone.yaml").exists()
@@ -75,7 +79,7 @@ def test_missing_config_file_exits_2(tmp_path, capsys):
 
 
 def test_validate_accepts_the_committed_templates(workdir, capsys):
-    assert run("validate", "--config", str(workdir / "config.yaml"), "--templates", str(workdir / "templates")) == 0
+    assert run("validate", *paths(workdir)) == 0
     assert "0 problem(s)" in capsys.readouterr().out
 
 
@@ -83,7 +87,7 @@ def test_validate_reports_a_broken_template(workdir, capsys):
     path = workdir / "templates" / "rstudio-central.yaml"
     path.write_text(path.read_text().replace("DeletionPolicy: Retain", "DeletionPolicy: Delete", 1))
     (workdir / "templates" / "rstudio-data.yaml").unlink()
-    assert run("validate", "--config", str(workdir / "config.yaml"), "--templates", str(workdir / "templates")) == 1
+    assert run("validate", *paths(workdir)) == 1
     out = capsys.readouterr().out
     assert "rstudio-central.yaml" in out and "[retain]" in out
     assert "rstudio-data.yaml: missing" in out

@@ -9,7 +9,15 @@ from pathlib import Path
 import pytest
 from troposphere import Output, Tags, Template, s3
 
-from generator.render import HEADER, MAX_TEMPLATE_BYTES, TemplateTooLarge, compare, render, render_all, write
+from generator.render import (
+    HEADER,
+    MAX_TEMPLATE_BYTES,
+    TemplateTooLarge,
+    compare,
+    render,
+    render_all,
+    write,
+)
 from tests.conftest import ROOT
 
 
@@ -46,7 +54,8 @@ def test_render_ignores_the_cfn_flip_width_variable():
 def test_template_over_the_limit_is_refused():
     template = Template()
     for index in range(400):
-        template.add_resource(s3.Bucket(f"Bucket{index:04d}", BucketName=f"bucket-{index:04d}", Tags=Tags(purpose="x" * 100)))
+        bucket = s3.Bucket(f"Bucket{index:04d}", BucketName=f"bucket-{index:04d}", Tags=Tags(purpose="x" * 100))
+        template.add_resource(bucket)
     with pytest.raises(TemplateTooLarge, match=str(MAX_TEMPLATE_BYTES)):
         render(template, "huge")
 

@@ -1,4 +1,7 @@
-"""The data account templates (rstudio-data and rstudio-<instance>-data): encryption, the cross-account grants and their exact principals, forwarding, SFTP."""
+"""The data account templates (rstudio-data, rstudio-<instance>-data).
+
+Encryption, the cross-account grants and their exact principals, forwarding, SFTP.
+"""
 
 from __future__ import annotations
 
@@ -79,7 +82,8 @@ def test_instance_buckets_are_encrypted_with_the_instance_key(resources, instanc
         "KMSMasterKeyID": {"Fn::GetAtt": [INSTANCE_IDS[instance] + "DataKey", "Arn"]},
     }
     assert properties["NotificationConfiguration"] == {"EventBridgeConfiguration": {"EventBridgeEnabled": True}}
-    assert properties["LoggingConfiguration"]["DestinationBucketName"] == f"rstudio-access-logs-{DATA_ACCOUNT}-eu-west-1"
+    log_bucket = f"rstudio-access-logs-{DATA_ACCOUNT}-eu-west-1"
+    assert properties["LoggingConfiguration"]["DestinationBucketName"] == log_bucket
 
 
 def test_every_bucket_is_private_versioned_and_acl_free(resources):
@@ -332,7 +336,7 @@ def test_adding_an_instance_changes_nothing_of_the_existing_ones(cfg, resources,
 
 
 def test_many_instances_each_fit_a_stackset(example_data):
-    """The reason for one data StackSet per instance: the size of each template does not grow with the instance count."""
+    """Why each instance has its own data StackSet: template size does not grow with the number of instances."""
     prod = example_data["instances"]["prod"]
     for index in range(6):
         clone = dict(prod, account=f"77777777777{index}", network={"vpc_cidr": f"10.{40 + index}.0.0/16"})

@@ -210,7 +210,9 @@ def test_unknown_instance_is_refused(cfg):
 
 
 def data_resources(cfg: Config) -> dict[str, dict[str, Any]]:
-    from generator.stacks import instance_data  # here, so a broken data module fails only the contract tests
+    from generator.stacks import (
+        instance_data,  # here, so a broken data module fails only the contract tests
+    )
 
     return {logical_id: resource for name in sorted(cfg.instances)
             for logical_id, resource in instance_data.build(cfg, name).to_dict()["Resources"].items()}  # fmt: skip

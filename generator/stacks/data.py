@@ -12,7 +12,12 @@ from troposphere import Output, Ref, Template
 from troposphere.s3 import Bucket, LifecycleRule, NoncurrentVersionExpiration
 
 from generator import naming
-from generator.buckets import abort_multipart, add_bucket_policy, hardened_bucket, object_arn
+from generator.buckets import (
+    abort_multipart,
+    add_bucket_policy,
+    hardened_bucket,
+    object_arn,
+)
 from generator.common import new_template, skip_checkov
 from generator.iam import Allow, Statement
 from stacksets.config import Config

@@ -22,18 +22,20 @@ from troposphere.kms import Alias, Key
 
 from generator import naming
 from generator.common import new_template, retain
-from generator.iam import Action, Allow, Statement, account_root, arn, document, regional_arn, role_arn
+from generator.iam import (
+    LOGS_KEY_ACTIONS,
+    Allow,
+    Statement,
+    account_key_statements,
+    account_root,
+    arn,
+    document,
+    kms_actions,
+    regional_arn,
+    role_arn,
+)
 from stacksets.config import Config
 from stacksets.naming import instance_stackset
-
-# Key policies cannot say "kms:*" under the house rules, so the account gets what administering and using a symmetric
-# key takes; IAM policies then decide which principal in the account may do which part of it.
-KEY_ADMIN_ACTIONS = ("Create*", "Describe*", "Enable*", "List*", "Put*", "Update*", "Revoke*", "Disable*", "Get*",
-                     "Delete*", "TagResource", "UntagResource", "ScheduleKeyDeletion", "CancelKeyDeletion",
-                     "RotateKeyOnDemand")  # fmt: skip
-KEY_USE_ACTIONS = ("Encrypt", "Decrypt", "ReEncrypt*", "GenerateDataKey*", "DescribeKey", "CreateGrant")
-# What CloudWatch Logs needs to encrypt a log group with a customer managed key (CloudWatch Logs user guide).
-LOGS_KEY_ACTIONS = ("Encrypt*", "Decrypt*", "ReEncrypt*", "GenerateDataKey*", "Describe*")
 
 
 class Roles(NamedTuple):
@@ -54,18 +56,14 @@ def build(cfg: Config, instance: str) -> Template:
 
 def add_key(t: Template, instance: str) -> Key:
     """The instance's customer managed key: logs now, EFS and secrets (granted through IAM) later."""
-    account = account_root("${AWS::AccountId}")
     key_policy = document(
-        Statement(Sid="AccountAdministersKeyThroughIam", Effect=Allow, Principal=Principal("AWS", account),
-                  Action=[Action("kms", name) for name in KEY_ADMIN_ACTIONS], Resource=["*"]),
-        Statement(Sid="AccountUsesKeyThroughIam", Effect=Allow, Principal=Principal("AWS", account),
-                  Action=[Action("kms", name) for name in KEY_USE_ACTIONS], Resource=["*"]),
+        *account_key_statements(),
         # "*" in a key policy means this key. The encryption context pins use to log groups of this account and region.
         Statement(
             Sid="CloudWatchLogsOfThisAccount",
             Effect=Allow,
             Principal=Principal("Service", Sub("logs.${AWS::Region}.amazonaws.com")),
-            Action=[Action("kms", name) for name in LOGS_KEY_ACTIONS],
+            Action=kms_actions(LOGS_KEY_ACTIONS),
             Resource=["*"],
             Condition=Condition(ArnLike("kms:EncryptionContext:aws:logs:arn", regional_arn("logs", "log-group:*"))),
         ),

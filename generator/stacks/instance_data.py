@@ -63,33 +63,32 @@ from troposphere.sqs import Queue, QueuePolicy
 from troposphere.transfer import HomeDirectoryMapEntry, Server, User
 
 from generator import naming
-from generator.buckets import abort_multipart, add_bucket_policy, hardened_bucket, object_arn
+from generator.buckets import (
+    abort_multipart,
+    add_bucket_policy,
+    hardened_bucket,
+    object_arn,
+)
 from generator.common import new_template, retain, skip_checkov
 from generator.iam import (
-    conditions,
-    service_trust,
-    Action,
+    LOGS_KEY_ACTIONS,
     Allow,
     Statement,
+    account_key_statements,
     account_root,
     arn,
+    conditions,
     document,
+    kms_actions,
     named_role_principal,
     regional_arn,
     role_arn,
+    service_trust,
 )
 from stacksets.config import Config, PermissionModel
 from stacksets.naming import instance_stackset
 
 s3 = awacs.s3
-
-# Key policies cannot say "kms:*" under the house rules, so the account gets what administering and using a symmetric
-# key takes; IAM policies in the data account then decide which principal may do which part of it.
-KEY_ACCOUNT_ACTIONS = ("Create*", "Describe*", "Enable*", "List*", "Put*", "Update*", "Revoke*", "Disable*", "Get*",
-                       "Delete*", "TagResource", "UntagResource", "ScheduleKeyDeletion", "CancelKeyDeletion",
-                       "RotateKeyOnDemand", "Encrypt", "Decrypt", "ReEncrypt*", "GenerateDataKey*")  # fmt: skip
-# What CloudWatch Logs needs to encrypt a log group with a customer managed key (CloudWatch Logs user guide).
-LOGS_KEY_ACTIONS = ("Encrypt*", "Decrypt*", "ReEncrypt*", "GenerateDataKey*", "Describe*")
 
 # DataSync's documented role set for an S3 location. The object-version reads come from the source-location set:
 # the upload bucket is versioned, and DataSync reads the exact version it listed.
@@ -155,7 +154,7 @@ def build(cfg: Config, instance: str) -> Template:
 
 
 def data_bucket(title: str, name: str, key: Key, rules: list[LifecycleRule], log_bucket: str) -> Bucket:
-    """An instance bucket: KMS, access logs into the data account's log bucket, every object event on the default bus."""
+    """An instance bucket: KMS, access logs into the data account's log bucket, object events on the default bus."""
     return hardened_bucket(
         title,
         name,
@@ -180,14 +179,12 @@ def add_key(t: Template, cfg: Config, instance: str) -> Key:
 
 
 def key_policy(cfg: Config, instance: str) -> PolicyDocument:
-    account = AWSPrincipal(account_root("${AWS::AccountId}"))
     datasync, datasync_condition = named_role_principal(
         cfg.instances[instance].account, naming.role_name(instance, naming.DATASYNC_ROLE)
     )
     # In a key policy, Resource "*" means this key.
     statements = [
-        Statement(Sid="AccountUsesKeyThroughIam", Effect=Allow, Principal=account, Resource=["*"],
-                  Action=[Action("kms", name) for name in KEY_ACCOUNT_ACTIONS]),
+        *account_key_statements(),
         Statement(Sid="InstanceDataSyncReadsThroughS3", Effect=Allow, Principal=datasync, Resource=["*"],
                   Action=[awacs.kms.Decrypt, awacs.kms.DescribeKey],
                   Condition=conditions(datasync_condition,
@@ -202,7 +199,7 @@ def key_policy(cfg: Config, instance: str) -> PolicyDocument:
         statements.append(
             Statement(Sid="SftpLogGroup", Effect=Allow, Resource=["*"],
                       Principal=Principal("Service", Sub("logs.${AWS::Region}.amazonaws.com")),
-                      Action=[Action("kms", name) for name in LOGS_KEY_ACTIONS],
+                      Action=kms_actions(LOGS_KEY_ACTIONS),
                       Condition=Condition(ArnEquals("kms:EncryptionContext:aws:logs:arn", log_group)))
         )  # fmt: skip
     return document(*statements)
