@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import awacs.sts
+from awacs import s3
 from awacs.aws import Action as AwacsAction
 from awacs.aws import (
     Allow,
@@ -86,6 +87,15 @@ def account_key_statements() -> list[Statement]:
     ]  # fmt: skip
 
 
+# DataSync's documented role set for an S3 location. The object-version reads come from the source-location set:
+# the upload bucket is versioned, and DataSync reads the exact version it listed. Both the instance account's
+# DataSync role and the data account's bucket policy grant exactly these.
+DATASYNC_BUCKET_ACTIONS = (s3.GetBucketLocation, s3.ListBucket, s3.ListBucketMultipartUploads)
+DATASYNC_OBJECT_ACTIONS = (s3.AbortMultipartUpload, s3.DeleteObject, s3.GetObject, s3.GetObjectTagging,
+                           s3.GetObjectVersion, s3.GetObjectVersionTagging, s3.ListMultipartUploadParts,
+                           s3.PutObject, s3.PutObjectTagging)  # fmt: skip
+
+
 def deny_insecure_transport(resources: list) -> Statement:
     return Statement(
         Sid="DenyInsecureTransport",
@@ -109,8 +119,9 @@ def conditions(*parts: Condition | ConditionElement) -> Condition:
     return Condition(elements)
 
 
-def service_trust(service: str, source_arn: Sub) -> PolicyDocument:
+def service_trust(service: str, *source_arns: Sub) -> PolicyDocument:
     """Trust policy for an AWS service, limited to requests on behalf of this account (confused deputy)."""
+    source_arn: Sub | list[Sub] = source_arns[0] if len(source_arns) == 1 else list(source_arns)
     return document(
         Statement(
             Effect=Allow,
@@ -123,6 +134,8 @@ def service_trust(service: str, source_arn: Sub) -> PolicyDocument:
 
 
 __all__ = [
+    "DATASYNC_BUCKET_ACTIONS",
+    "DATASYNC_OBJECT_ACTIONS",
     "KEY_ADMIN_ACTIONS",
     "KEY_USE_ACTIONS",
     "LOGS_KEY_ACTIONS",

@@ -55,7 +55,7 @@ def test_task_role_is_trusted_by_ecs_tasks_of_this_account_and_region_only(cfg):
     assert statement["Action"] == ["sts:AssumeRole"]
     assert statement["Condition"] == {
         "StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}},
-        "ArnLike": {"aws:SourceArn": [sub("arn:${AWS::Partition}:ecs:${AWS::Region}:${AWS::AccountId}:*")]},
+        "ArnLike": {"aws:SourceArn": sub("arn:${AWS::Partition}:ecs:${AWS::Region}:${AWS::AccountId}:*")},
     }
 
 

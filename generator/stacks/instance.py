@@ -13,7 +13,7 @@ import awacs.events
 import awacs.kms
 import awacs.s3
 import awacs.sts
-from awacs.aws import ArnLike, Condition, PolicyDocument, Principal, StringEquals
+from awacs.aws import ArnLike, Condition, Principal, StringEquals
 from troposphere import GetAtt, Output, Ref, Sub, Template
 from troposphere.events import EventBusPolicy
 from troposphere.iam import Policy as RolePolicy
@@ -23,6 +23,8 @@ from troposphere.kms import Alias, Key
 from generator import naming
 from generator.common import new_template, retain
 from generator.iam import (
+    DATASYNC_BUCKET_ACTIONS,
+    DATASYNC_OBJECT_ACTIONS,
     LOGS_KEY_ACTIONS,
     Allow,
     Statement,
@@ -33,6 +35,7 @@ from generator.iam import (
     kms_actions,
     regional_arn,
     role_arn,
+    service_trust,
 )
 from stacksets.config import Config
 from stacksets.naming import instance_stackset
@@ -83,19 +86,6 @@ def add_key(t: Template, instance: str) -> Key:
     return key
 
 
-def service_trust(service: str, source_arns: list[Sub]) -> PolicyDocument:
-    """Trust policy for an AWS service, limited to requests on behalf of this account (confused deputy)."""
-    return document(
-        Statement(
-            Effect=Allow,
-            Principal=Principal("Service", service),
-            Action=[awacs.sts.AssumeRole],
-            Condition=Condition([StringEquals("aws:SourceAccount", Ref("AWS::AccountId")),
-                                 ArnLike("aws:SourceArn", source_arns)]),  # fmt: skip
-        )
-    )
-
-
 def add_rstudio_task_role(t: Template, cfg: Config, instance: str) -> Role:
     """The RStudio containers' role. The data account's Athena role trusts exactly this name, so the name is fixed."""
     athena_role = role_arn(cfg.accounts.data, naming.role_name(instance, naming.ATHENA_ROLE))
@@ -105,7 +95,7 @@ def add_rstudio_task_role(t: Template, cfg: Config, instance: str) -> Role:
             RoleName=naming.role_name(instance, naming.RSTUDIO_TASK_ROLE),
             Description=f"RStudio tasks of instance {instance}; every R session can use it, so it grants little",
             # ECS documents the source ARN for task roles as any ECS ARN of the account and region.
-            AssumeRolePolicyDocument=service_trust("ecs-tasks.amazonaws.com", [regional_arn("ecs", "*")]),
+            AssumeRolePolicyDocument=service_trust("ecs-tasks.amazonaws.com", regional_arn("ecs", "*")),
             Policies=[
                 RolePolicy(
                     PolicyName="assume-data-account-athena-role",
@@ -127,16 +117,10 @@ def add_datasync_role(t: Template, cfg: Config, instance: str) -> Role:
     bucket_name = naming.upload_bucket_name(instance, cfg.accounts.data, data_region)
     bucket = arn("s3", bucket_name)
     prefixes = [arn("s3", f"{bucket_name}/{prefix}/*") for prefix in naming.UPLOAD_PREFIXES]
-    s3 = awacs.s3
     permissions = document(
-        Statement(Sid="UploadBucket", Effect=Allow, Resource=[bucket],
-                  Action=[s3.GetBucketLocation, s3.ListBucket, s3.ListBucketMultipartUploads]),
-        # AWS's documented S3 location set, on the two locations only. The bucket is versioned and DataSync reads
-        # the exact version it listed, hence the version reads (the data side's bucket policy grants the same set).
-        Statement(Sid="UploadObjects", Effect=Allow, Resource=prefixes,
-                  Action=[s3.AbortMultipartUpload, s3.DeleteObject, s3.GetObject, s3.GetObjectTagging,
-                          s3.GetObjectVersion, s3.GetObjectVersionTagging, s3.ListMultipartUploadParts,
-                          s3.PutObject, s3.PutObjectTagging]),
+        Statement(Sid="UploadBucket", Effect=Allow, Resource=[bucket], Action=list(DATASYNC_BUCKET_ACTIONS)),
+        # The documented S3 location set, on the two upload prefixes only.
+        Statement(Sid="UploadObjects", Effect=Allow, Resource=prefixes, Action=list(DATASYNC_OBJECT_ACTIONS)),
         # The data key's id is created in the data account and not known here; any key of that account, and only
         # when S3 in the data region uses it on the role's behalf (the bucket pins which key that is).
         Statement(Sid="UploadBucketKey", Effect=Allow,
@@ -150,7 +134,7 @@ def add_datasync_role(t: Template, cfg: Config, instance: str) -> Role:
             RoleName=naming.role_name(instance, naming.DATASYNC_ROLE),
             Description=f"DataSync S3 location of instance {instance}: reads the data account's upload bucket",
             AssumeRolePolicyDocument=service_trust(
-                "datasync.amazonaws.com", [regional_arn("datasync", "task/*"), regional_arn("datasync", "location/*")]
+                "datasync.amazonaws.com", regional_arn("datasync", "task/*"), regional_arn("datasync", "location/*")
             ),
             Policies=[RolePolicy(PolicyName="read-upload-bucket", PolicyDocument=permissions)],
         )

@@ -71,6 +71,8 @@ from generator.buckets import (
 )
 from generator.common import new_template, retain, skip_checkov
 from generator.iam import (
+    DATASYNC_BUCKET_ACTIONS,
+    DATASYNC_OBJECT_ACTIONS,
     LOGS_KEY_ACTIONS,
     Allow,
     Statement,
@@ -89,13 +91,6 @@ from stacksets.config import Config, PermissionModel
 from stacksets.naming import instance_stackset
 
 s3 = awacs.s3
-
-# DataSync's documented role set for an S3 location. The object-version reads come from the source-location set:
-# the upload bucket is versioned, and DataSync reads the exact version it listed.
-DATASYNC_BUCKET_ACTIONS = (s3.GetBucketLocation, s3.ListBucket, s3.ListBucketMultipartUploads)
-DATASYNC_OBJECT_ACTIONS = (s3.AbortMultipartUpload, s3.DeleteObject, s3.GetObject, s3.GetObjectTagging,
-                           s3.GetObjectVersion, s3.GetObjectVersionTagging, s3.ListMultipartUploadParts,
-                           s3.PutObject, s3.PutObjectTagging)  # fmt: skip
 
 # CreateLocationS3 checks s3:ListBucket with the credentials of whoever creates the location, here the StackSet
 # execution role in the instance account (DataSync cross-account tutorial). Its name depends on the permission model.
