@@ -103,3 +103,12 @@ def test_schema_check_fails_when_stale(tmp_path, capsys):
     assert run("schema", "--check", "--output", str(stale)) == 1
     assert run("schema", "--output", str(stale)) == 0
     assert run("schema", "--check", "--output", str(stale)) == 0
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    [install_and_test] = [line for line in readme.splitlines() if line.endswith("-m pytest")]
+    assert install_and_test.startswith("python3 -m venv .venv && .venv/bin/pip install -e '.[dev,sandbox]'")
+    assert "pip\" install --quiet -e '.[dev,sandbox]'" in ci
+    assert '"$venv/bin/python" -m pytest\n' in ci
