@@ -594,9 +594,10 @@ class Config(Model):
 
 
 def _no_overlapping_vpcs(cfg: Config) -> None:
-    by_account: dict[tuple[str, str], list[tuple[str, ipaddress.IPv4Network]]] = {}
+    # Per account, across regions too: VPCs of one account are the ones that get peered or share a transit gateway.
+    by_account: dict[str, list[tuple[str, ipaddress.IPv4Network]]] = {}
     for name, inst in sorted(cfg.instances.items()):
-        key = (inst.account, cfg.region_of(name))
+        key = inst.account
         network = ipaddress.IPv4Network(inst.network.vpc_cidr)
         for other, other_network in by_account.get(key, []):
             if network.overlaps(other_network):
