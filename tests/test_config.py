@@ -206,3 +206,10 @@ def test_unreadable_files_give_one_clear_message(tmp_path: Path, text, problem):
 def test_missing_file_says_how_to_fix(tmp_path):
     with pytest.raises(ConfigError, match="--config"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_overlapping_vpcs_in_one_account_are_refused_across_regions(example_data):
+    example_data["instances"]["dev"].update(account="666666666666", region="eu-central-1")
+    example_data["instances"]["dev"]["network"]["vpc_cidr"] = "10.30.16.0/20"
+    with pytest.raises(ConfigError, match="overlaps"):
+        parse_config(example_data)
