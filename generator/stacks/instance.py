@@ -1,7 +1,8 @@
-"""One RStudio instance in its account and region: KMS key, roles the data account trusts, event bus access.
+"""One RStudio instance in its account and region: KMS key, VPC, roles the data account trusts, event bus access.
 
 StackSet `rstudio-<instance>`. This module holds the instance-side halves of the contracts the data account's
-template (generator/stacks/data.py) relies on: the fixed role names it trusts and the bus its forwarding rule targets.
+template (generator/stacks/instance_data.py) relies on: the fixed role names it trusts and the bus its forwarding rule
+targets. The instance's own resource groups are built by the modules of generator/instance/ (the network so far).
 Everything else runs against ${AWS::AccountId}/${AWS::Region}, so the template holds no instance account id.
 """
 
@@ -37,6 +38,7 @@ from generator.iam import (
     role_arn,
     service_trust,
 )
+from generator.instance.network import add_network
 from stacksets.config import Config
 from stacksets.naming import instance_stackset
 
@@ -51,6 +53,7 @@ def build(cfg: Config, instance: str) -> Template:
         raise ValueError(f"unknown instance {instance!r}; the config has {', '.join(sorted(cfg.instances))}")
     t = new_template(__doc__)
     key = add_key(t, instance)
+    add_network(t, instance, cfg.instances[instance], key)
     roles = Roles(add_rstudio_task_role(t, cfg, instance), add_datasync_role(t, cfg, instance))
     add_event_bus_policy(t, cfg, instance)
     add_outputs(t, key, roles)

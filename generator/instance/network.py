@@ -1,0 +1,144 @@
+"""The instance VPC: public and private subnets in each AZ, NAT, routes, and flow logs.
+
+Private subnets take quarters of the lower half of the VPC range (tasks and mount targets live there), public subnets
+quarters of the upper half: even in a /24 VPC that leaves /27 public subnets, the smallest an ALB accepts. Subnet
+logical ids
+carry the AZ letter because the AZ, not a list position, is what identifies a subnet.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import string
+from typing import NamedTuple
+
+import awacs.logs
+from troposphere import GetAtt, GetAZs, Ref, Select, Tags, Template
+from troposphere.ec2 import (
+    EIP,
+    VPC,
+    FlowLog,
+    InternetGateway,
+    NatGateway,
+    Route,
+    RouteTable,
+    Subnet,
+    SubnetRouteTableAssociation,
+    VPCGatewayAttachment,
+)
+from troposphere.iam import Policy as RolePolicy
+from troposphere.iam import Role
+from troposphere.kms import Key
+from troposphere.logs import LogGroup
+
+from generator.common import retain
+from generator.iam import Allow, Statement, document, regional_arn, service_trust
+from stacksets.config import Instance, Nat
+
+
+class Network(NamedTuple):
+    vpc: VPC
+    public_subnets: list[Subnet]
+    private_subnets: list[Subnet]
+
+
+def subnet_ranges(vpc_cidr: str, zones: int) -> tuple[list[str], list[str]]:
+    """(private, public) CIDRs, one per AZ, carved so that adding an AZ never moves an existing subnet."""
+    vpc = ipaddress.IPv4Network(vpc_cidr)
+    lower, upper = vpc.subnets(prefixlen_diff=1)
+    private = list(lower.subnets(prefixlen_diff=2))[:zones]
+    public = list(upper.subnets(prefixlen_diff=2))[:zones]
+    return [str(net) for net in private], [str(net) for net in public]
+
+
+def add_network(t: Template, instance: str, settings: Instance, key: Key) -> Network:
+    vpc = t.add_resource(VPC("Vpc", CidrBlock=settings.network.vpc_cidr, EnableDnsHostnames=True,
+                             EnableDnsSupport=True, Tags=Tags(Name=f"rstudio-{instance}")))  # fmt: skip
+    gateway = t.add_resource(InternetGateway("InternetGateway", Tags=Tags(Name=f"rstudio-{instance}")))
+    attachment = t.add_resource(
+        VPCGatewayAttachment("InternetGatewayAttachment", VpcId=Ref(vpc), InternetGatewayId=Ref(gateway))
+    )
+    private_ranges, public_ranges = subnet_ranges(settings.network.vpc_cidr, settings.network.availability_zones)
+    public = add_public_subnets(t, instance, vpc, public_ranges, gateway, attachment)
+    private = add_private_subnets(t, instance, vpc, private_ranges, public, settings.network.nat)
+    add_flow_logs(t, instance, vpc, key, settings.logs.retention_days)
+    return Network(vpc, public, private)
+
+
+def _zone(index: int) -> tuple[str, Select]:
+    return string.ascii_uppercase[index], Select(index, GetAZs(""))
+
+
+def add_public_subnets(t: Template, instance: str, vpc: VPC, ranges: list[str], gateway: InternetGateway,
+                       attachment: VPCGatewayAttachment) -> list[Subnet]:  # fmt: skip
+    """One route table for all public subnets: their only route out is the internet gateway."""
+    table = t.add_resource(RouteTable("PublicRouteTable", VpcId=Ref(vpc), Tags=Tags(Name=f"rstudio-{instance}-public")))
+    t.add_resource(Route("PublicDefaultRoute", RouteTableId=Ref(table), DestinationCidrBlock="0.0.0.0/0",
+                         GatewayId=Ref(gateway), DependsOn=[attachment.title]))  # fmt: skip
+    subnets = []
+    for index, cidr in enumerate(ranges):
+        letter, zone = _zone(index)
+        # No automatic public IPs: only what asks for one (NAT, ALB, bastion task) is reachable from outside.
+        subnet = t.add_resource(
+            Subnet(f"PublicSubnet{letter}", VpcId=Ref(vpc), CidrBlock=cidr, AvailabilityZone=zone,
+                   MapPublicIpOnLaunch=False, Tags=Tags(Name=f"rstudio-{instance}-public-{letter.lower()}"))
+        )  # fmt: skip
+        t.add_resource(SubnetRouteTableAssociation(f"PublicSubnet{letter}RouteTableAssociation",
+                                                   SubnetId=Ref(subnet), RouteTableId=Ref(table)))  # fmt: skip
+        subnets.append(subnet)
+    return subnets
+
+
+def add_private_subnets(t: Template, instance: str, vpc: VPC, ranges: list[str], public: list[Subnet],
+                        nat: Nat) -> list[Subnet]:  # fmt: skip
+    """A route table per AZ, so per_az NAT keeps traffic in its zone and single NAT can grow into per_az."""
+    gateways = []
+    for subnet in public if nat is Nat.per_az else public[:1]:
+        letter = subnet.title.removeprefix("PublicSubnet")
+        address = t.add_resource(EIP(f"NatAddress{letter}", Domain="vpc", Tags=Tags(Name=f"rstudio-{instance}-nat")))
+        gateways.append(t.add_resource(
+            NatGateway(f"NatGateway{letter}", AllocationId=GetAtt(address, "AllocationId"), SubnetId=Ref(subnet),
+                       Tags=Tags(Name=f"rstudio-{instance}-{letter.lower()}"))
+        ))  # fmt: skip
+    subnets = []
+    for index, cidr in enumerate(ranges):
+        letter, zone = _zone(index)
+        gateway = gateways[index] if nat is Nat.per_az else gateways[0]
+        table = t.add_resource(RouteTable(f"PrivateRouteTable{letter}", VpcId=Ref(vpc),
+                                          Tags=Tags(Name=f"rstudio-{instance}-private-{letter.lower()}")))  # fmt: skip
+        t.add_resource(Route(f"PrivateDefaultRoute{letter}", RouteTableId=Ref(table),
+                             DestinationCidrBlock="0.0.0.0/0", NatGatewayId=Ref(gateway)))  # fmt: skip
+        subnet = t.add_resource(
+            Subnet(f"PrivateSubnet{letter}", VpcId=Ref(vpc), CidrBlock=cidr, AvailabilityZone=zone,
+                   MapPublicIpOnLaunch=False, Tags=Tags(Name=f"rstudio-{instance}-private-{letter.lower()}"))
+        )  # fmt: skip
+        t.add_resource(SubnetRouteTableAssociation(f"PrivateSubnet{letter}RouteTableAssociation",
+                                                   SubnetId=Ref(subnet), RouteTableId=Ref(table)))  # fmt: skip
+        subnets.append(subnet)
+    return subnets
+
+
+def add_flow_logs(t: Template, instance: str, vpc: VPC, key: Key, retention_days: int) -> FlowLog:
+    """All VPC traffic, accepted and rejected, into a KMS-encrypted log group: the network's audit trail."""
+    log_group = t.add_resource(
+        retain(LogGroup("FlowLogGroup", LogGroupName=f"/rstudio/{instance}/vpc-flow-logs",
+                        KmsKeyId=GetAtt(key, "Arn"), RetentionInDays=retention_days))
+    )  # fmt: skip
+    permissions = document(
+        Statement(Effect=Allow, Resource=[GetAtt(log_group, "Arn")],
+                  Action=[awacs.logs.CreateLogStream, awacs.logs.PutLogEvents, awacs.logs.DescribeLogStreams]),
+    )  # fmt: skip
+    role = t.add_resource(
+        Role("FlowLogRole", Description=f"VPC flow logs of RStudio instance {instance}",
+             AssumeRolePolicyDocument=service_trust("vpc-flow-logs.amazonaws.com",
+                                                    regional_arn("ec2", "vpc-flow-log/*")),
+             Policies=[RolePolicy(PolicyName="write-flow-logs", PolicyDocument=permissions)])
+    )  # fmt: skip
+    return t.add_resource(
+        FlowLog("FlowLog", ResourceId=Ref(vpc), ResourceType="VPC", TrafficType="ALL",
+                LogDestinationType="cloud-watch-logs", LogGroupName=Ref(log_group),
+                DeliverLogsPermissionArn=GetAtt(role, "Arn"), MaxAggregationInterval=60)
+    )  # fmt: skip
+
+
+
