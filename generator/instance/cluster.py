@@ -1,0 +1,44 @@
+"""The ECS cluster: Container Insights on, and ECS Exec sessions encrypted and logged (it is the admin path)."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from troposphere import GetAtt, Ref, Template
+from troposphere.ecs import (
+    Cluster,
+    ClusterConfiguration,
+    ClusterSetting,
+    ExecuteCommandConfiguration,
+    ExecuteCommandLogConfiguration,
+)
+from troposphere.kms import Key
+from troposphere.logs import LogGroup
+
+from generator.instance.tasks import add_log_group
+
+
+class ClusterParts(NamedTuple):
+    cluster: Cluster
+    exec_log_group: LogGroup
+
+
+def add_cluster(t: Template, instance: str, key: Key, retention_days: int) -> ClusterParts:
+    exec_logs = add_log_group(t, "ExecLogGroup", f"/rstudio/{instance}/ecs-exec", key, retention_days)
+    cluster = t.add_resource(
+        Cluster(
+            "Cluster",
+            ClusterName=f"rstudio-{instance}",
+            ClusterSettings=[ClusterSetting(Name="containerInsights", Value="enabled")],
+            Configuration=ClusterConfiguration(
+                ExecuteCommandConfiguration=ExecuteCommandConfiguration(
+                    KmsKeyId=GetAtt(key, "Arn"),
+                    Logging="OVERRIDE",
+                    LogConfiguration=ExecuteCommandLogConfiguration(
+                        CloudWatchEncryptionEnabled=True, CloudWatchLogGroupName=Ref(exec_logs)
+                    ),
+                )
+            ),
+        )
+    )
+    return ClusterParts(cluster, exec_logs)

@@ -1,0 +1,35 @@
+"""The instance StackSet's shared groundwork, for tests of one resource group at a time."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from troposphere import Template
+
+from generator.common import new_template
+from generator.instance.cluster import ClusterParts, add_cluster
+from generator.instance.network import Network, add_network
+from generator.instance.security_groups import SecurityGroups, add_security_groups
+from generator.stacks import instance as instance_module
+from stacksets.config import Config
+
+
+class Groundwork(NamedTuple):
+    template: Template
+    key: object
+    network: Network
+    groups: SecurityGroups
+    cluster: ClusterParts
+    rstudio_task_role: object
+
+
+def groundwork(cfg: Config, instance: str) -> Groundwork:
+    """A template holding what every group builds on: key, VPC, security groups, cluster, RStudio task role."""
+    settings = cfg.instances[instance]
+    t = new_template("test template")
+    key = instance_module.add_key(t, instance)
+    network = add_network(t, instance, settings, key)
+    groups = add_security_groups(t, instance, settings, network.vpc)
+    cluster = add_cluster(t, instance, key, settings.logs.retention_days)
+    task_role = instance_module.add_rstudio_task_role(t, cfg, instance)
+    return Groundwork(t, key, network, groups, cluster, task_role)
