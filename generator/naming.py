@@ -70,3 +70,13 @@ UPLOAD_PREFIXES = ("hourly", "instant")
 
 # Repositories in the central account; the instance templates build image URIs from the same names.
 ECR_REPOSITORIES = ("rstudio", "shiny", "bastion")
+
+
+def user_password_secret_name(instance: str, user: str) -> str:
+    """Secrets Manager name of a user's RStudio login password: admins and the welcome e-mail look it up by name."""
+    return f"{PREFIX}/{instance}/users/{user}/password"
+
+
+def cookie_key_secret_name(instance: str, server: str) -> str:
+    """Secrets Manager name of one RStudio server's secure-cookie key (server: "rstudio" or "rstudio-<user>")."""
+    return f"{PREFIX}/{instance}/{server}/secure-cookie-key"

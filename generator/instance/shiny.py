@@ -1,0 +1,172 @@
+"""The Shiny service: N stateless Fargate tasks behind the ALB, autoscaled on CPU, memory and requests per task.
+
+Container contract (the image comes from the central `shiny` repository, issue 6): one container named "shiny",
+listening on 3838, serving the apps under /srv/shiny-server, answering GET /ping with 200 (the ALB health check), and
+writing app stderr to its own stderr (SHINY_LOG_STDERR=1, Shiny Server 1.5.13+) so it reaches CloudWatch. It keeps no
+state a replacement task would need: an app session lives in one R process, which is why the ALB (ingress) pins each
+browser to one task with a cookie, and why deployments may roll task by task without downtime.
+
+Shiny apps get no AWS data access: the task role only carries what ECS Exec needs. An app that must read data
+deliberately gets its own grant later, instead of every published app inheriting what RStudio users may do.
+
+Tasks run in the private subnets of every AZ; ECS spreads a Fargate service's tasks across the subnets' AZs on its
+own (no placement strategy exists or is needed on Fargate), and AZ rebalancing moves them back after an AZ outage.
+Three target-tracking policies share one scalable target: Application Auto Scaling scales out when any of them asks
+and scales in only when all agree, so the busiest dimension wins. A stack update resets the desired count to
+`replicas` (which config keeps between min and max); the policies move it again within minutes.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from troposphere import GetAtt, Ref, Sub, Template
+from troposphere.applicationautoscaling import (
+    PredefinedMetricSpecification,
+    ScalableTarget,
+    ScalingPolicy,
+    TargetTrackingScalingPolicyConfiguration,
+)
+from troposphere.ecs import (
+    AwsvpcConfiguration,
+    ContainerDefinition,
+    DeploymentCircuitBreaker,
+    DeploymentConfiguration,
+    DeploymentController,
+    Environment,
+    LinuxParameters,
+    LoadBalancer,
+    LogConfiguration,
+    NetworkConfiguration,
+    PortMapping,
+    RuntimePlatform,
+    Service,
+    TaskDefinition,
+)
+from troposphere.elasticloadbalancingv2 import ListenerRule, TargetGroup
+from troposphere.elasticloadbalancingv2 import LoadBalancer as Alb
+from troposphere.iam import Policy as RolePolicy
+from troposphere.iam import Role
+from troposphere.kms import Key
+from troposphere.logs import LogGroup
+
+from generator.iam import document
+from generator.instance.cluster import ClusterParts
+from generator.instance.network import Network
+from generator.instance.security_groups import SHINY_PORT, SecurityGroups
+from generator.instance.tasks import add_execution_role, add_log_group, ecs_exec_statements, ecs_tasks_trust, image
+from stacksets.config import Config, ShinyAutoscaling
+
+# Pinned rather than LATEST: a platform change then arrives with a reviewed template change, not on a task restart.
+FARGATE_PLATFORM_VERSION = "1.4.0"
+# Shiny Server answers /ping within seconds of starting; apps start on first request, not at boot.
+HEALTH_CHECK_GRACE_SECONDS = 60
+
+
+class ShinyService(NamedTuple):
+    task_definition: TaskDefinition
+    service: Service
+    task_role: Role
+    scalable_target: ScalableTarget
+    policies: list[ScalingPolicy]
+
+
+def add_shiny(t: Template, cfg: Config, instance: str, network: Network, groups: SecurityGroups,
+              cluster_parts: ClusterParts, key: Key, load_balancer: Alb, target_group: TargetGroup,
+              rule: ListenerRule) -> ShinyService:  # fmt: skip
+    settings = cfg.instances[instance]
+    log_group = add_log_group(t, "ShinyLogGroup", f"/rstudio/{instance}/shiny", key, settings.logs.retention_days)
+    execution_role = add_execution_role(t, "ShinyExecutionRole", cfg, "shiny", log_group, key, secrets=[])
+    task_role = t.add_resource(
+        Role("ShinyTaskRole", Description=f"Shiny tasks of RStudio instance {instance}: ECS Exec only, no data access",
+             AssumeRolePolicyDocument=ecs_tasks_trust(),
+             Policies=[RolePolicy(PolicyName="ecs-exec",
+                                  PolicyDocument=document(*ecs_exec_statements(cluster_parts.exec_log_group, key)))])
+    )  # fmt: skip
+    task_definition = add_shiny_task_definition(t, cfg, instance, log_group, execution_role, task_role)
+    service = add_shiny_service(t, cfg, instance, network, groups, cluster_parts, task_definition, target_group, rule)
+    target, policies = add_shiny_autoscaling(t, settings.shiny.autoscaling, cluster_parts, service, load_balancer,
+                                             target_group)  # fmt: skip
+    return ShinyService(task_definition, service, task_role, target, policies)
+
+
+def add_shiny_task_definition(t: Template, cfg: Config, instance: str, log_group: LogGroup, execution_role: Role,
+                              task_role: Role) -> TaskDefinition:  # fmt: skip
+    shiny = cfg.instances[instance].shiny
+    container = ContainerDefinition(
+        Name="shiny", Image=image(cfg, "shiny", cfg.images.shiny), Essential=True,
+        PortMappings=[PortMapping(ContainerPort=SHINY_PORT, Protocol="tcp")],
+        Environment=[Environment(Name="SHINY_LOG_STDERR", Value="1")],
+        # An init process reaps the ECS Exec agent's children; rocker's s6-overlay v2 tolerates not being PID 1.
+        LinuxParameters=LinuxParameters(InitProcessEnabled=True),
+        # ECS Exec (the admin path) needs a writable root filesystem, and Fargate has no tmpfs for Shiny Server's
+        # writable directories.
+        ReadonlyRootFilesystem=False,
+        LogConfiguration=LogConfiguration(LogDriver="awslogs", Options={
+            "awslogs-group": Ref(log_group), "awslogs-region": Ref("AWS::Region"), "awslogs-stream-prefix": "shiny"}),
+    )  # fmt: skip
+    return t.add_resource(TaskDefinition(
+        "ShinyTaskDefinition", Family=f"rstudio-{instance}-shiny", Cpu=str(shiny.cpu), Memory=str(shiny.memory),
+        NetworkMode="awsvpc", RequiresCompatibilities=["FARGATE"],
+        RuntimePlatform=RuntimePlatform(OperatingSystemFamily="LINUX", CpuArchitecture="X86_64"),
+        ExecutionRoleArn=GetAtt(execution_role, "Arn"), TaskRoleArn=GetAtt(task_role, "Arn"),
+        ContainerDefinitions=[container],
+    ))  # fmt: skip
+
+
+def add_shiny_service(t: Template, cfg: Config, instance: str, network: Network, groups: SecurityGroups,
+                      cluster_parts: ClusterParts, task_definition: TaskDefinition, target_group: TargetGroup,
+                      rule: ListenerRule) -> Service:  # fmt: skip
+    shiny = cfg.instances[instance].shiny
+    return t.add_resource(
+        Service(
+            "ShinyService", Cluster=Ref(cluster_parts.cluster), TaskDefinition=Ref(task_definition),
+            DesiredCount=shiny.replicas, LaunchType="FARGATE", PlatformVersion=FARGATE_PLATFORM_VERSION,
+            AvailabilityZoneRebalancing="ENABLED",
+            NetworkConfiguration=NetworkConfiguration(AwsvpcConfiguration=AwsvpcConfiguration(
+                Subnets=[Ref(subnet) for subnet in network.private_subnets],
+                SecurityGroups=[GetAtt(groups.shiny, "GroupId")], AssignPublicIp="DISABLED")),
+            LoadBalancers=[LoadBalancer(ContainerName="shiny", ContainerPort=SHINY_PORT,
+                                        TargetGroupArn=Ref(target_group))],
+            HealthCheckGracePeriodSeconds=HEALTH_CHECK_GRACE_SECONDS,
+            # Replicas share nothing but the app folder: start the new task before stopping an old one.
+            DeploymentController=DeploymentController(Type="ECS"),
+            DeploymentConfiguration=DeploymentConfiguration(
+                MinimumHealthyPercent=100, MaximumPercent=200,
+                DeploymentCircuitBreaker=DeploymentCircuitBreaker(Enable=True, Rollback=True)),
+            EnableExecuteCommand=True, EnableECSManagedTags=True, PropagateTags="SERVICE",
+            # A target group must belong to a load balancer before a service can register into it.
+            DependsOn=[rule.title],
+        )
+    )  # fmt: skip
+
+
+def add_shiny_autoscaling(t: Template, scaling: ShinyAutoscaling, cluster_parts: ClusterParts, service: Service,
+                          load_balancer: Alb, target_group: TargetGroup) -> tuple[ScalableTarget, list[ScalingPolicy]]:
+    # No RoleARN: Application Auto Scaling then uses its ECS service-linked role, which it creates on first use.
+    target = t.add_resource(ScalableTarget(
+        "ShinyScalableTarget", ServiceNamespace="ecs", ScalableDimension="ecs:service:DesiredCount",
+        ResourceId=Sub("service/${Cluster}/${Service}", Cluster=Ref(cluster_parts.cluster),
+                       Service=GetAtt(service, "Name")),
+        MinCapacity=scaling.min, MaxCapacity=scaling.max,
+    ))  # fmt: skip
+    # The request metric is per target group of one load balancer: "app/<alb>/<id>/targetgroup/<tg>/<id>".
+    requests_label = Sub("${Alb}/${TargetGroup}", Alb=GetAtt(load_balancer, "LoadBalancerFullName"),
+                         TargetGroup=GetAtt(target_group, "TargetGroupFullName"))  # fmt: skip
+    metrics = [
+        ("Cpu", "ECSServiceAverageCPUUtilization", scaling.cpu_target_percent, None),
+        ("Memory", "ECSServiceAverageMemoryUtilization", scaling.memory_target_percent, None),
+        ("Requests", "ALBRequestCountPerTarget", scaling.requests_per_target, requests_label),
+    ]
+    policies = []
+    for name, metric, value, label in metrics:
+        spec = PredefinedMetricSpecification(PredefinedMetricType=metric, **({"ResourceLabel": label} if label else {}))
+        policies.append(t.add_resource(ScalingPolicy(
+            f"Shiny{name}ScalingPolicy", PolicyName=f"shiny-{name.lower()}", PolicyType="TargetTrackingScaling",
+            ScalingTargetId=Ref(target),
+            TargetTrackingScalingPolicyConfiguration=TargetTrackingScalingPolicyConfiguration(
+                PredefinedMetricSpecification=spec, TargetValue=float(value),
+                ScaleInCooldown=scaling.scale_in_cooldown_seconds,
+                ScaleOutCooldown=scaling.scale_out_cooldown_seconds),
+        )))  # fmt: skip
+    return target, policies
