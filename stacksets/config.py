@@ -61,6 +61,9 @@ FARGATE_SIZES: dict[int, tuple[int, ...]] = {
     16384: tuple(range(32768, 122880 + 1, 8192)),
 }
 
+# Each per-user RStudio server adds about ten resources to the instance template (CloudFormation allows 500).
+MAX_PER_USER_SERVERS = 40
+
 # Names that would collide with accounts the images create, or that read as something else in a host name.
 RESERVED_USER_NAMES = frozenset(
     {"root", "admin", "rstudio", "shiny", "bastion", "ec2-user", "ssm-user", "nobody", "daemon", "bin", "sys",
@@ -540,8 +543,10 @@ class Instance(Model):
                 raise _error("users", f"user name {name!r} is reserved (system or service account); choose another")
         if self.rstudio.mode is Mode.per_user and not self.users:
             raise _error("users", "rstudio.mode per_user needs at least one user")
-        if self.rstudio.mode is Mode.per_user and len(self.users) > 90:
-            raise _error("users", "per_user mode is limited to 90 users (one ALB listener rule each, 100 per ALB)")
+        if self.rstudio.mode is Mode.per_user and len(self.users) > MAX_PER_USER_SERVERS:
+            raise _error("users", f"per_user mode is limited to {MAX_PER_USER_SERVERS} users: each server adds "
+                         "about ten resources and a template holds at most 500; split the users over two "
+                         "instances")  # fmt: skip
         seen: dict[int, str] = {}
         for name, user in sorted(self.users.items()):
             if user.uid in seen:

@@ -54,7 +54,7 @@ def test_render_ignores_the_cfn_flip_width_variable():
 def test_template_over_the_limit_is_refused():
     template = Template()
     for index in range(400):
-        bucket = s3.Bucket(f"Bucket{index:04d}", BucketName=f"bucket-{index:04d}", Tags=Tags(purpose="x" * 100))
+        bucket = s3.Bucket(f"Bucket{index:04d}", BucketName=f"bucket-{index:04d}", Tags=Tags(purpose="x" * 2_600))
         template.add_resource(bucket)
     with pytest.raises(TemplateTooLarge, match=str(MAX_TEMPLATE_BYTES)):
         render(template, "huge")

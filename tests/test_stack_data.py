@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 
-from generator.render import MAX_TEMPLATE_BYTES, render
+from generator.render import render
 from generator.stacks import data, instance_data
 from stacksets.config import Config, parse_config
+from stacksets.limits import TEMPLATE_BODY_BYTES
 from stacksets.template_checks import check_template
 
 DATA_ACCOUNT = "444444444444"
@@ -344,6 +345,6 @@ def test_many_instances_each_fit_a_stackset(example_data):
     cfg = parse_config(example_data)
     for name in sorted(cfg.instances):
         text = render(instance_data.build(cfg, name), f"rstudio-{name}-data").decode()
-        assert len(text.encode()) < MAX_TEMPLATE_BYTES * 0.6
+        assert len(text.encode()) < TEMPLATE_BODY_BYTES * 0.6
         assert check_template(f"rstudio-{name}-data.yaml", text) == []
-    assert len(render(data.build(cfg), "rstudio-data")) < MAX_TEMPLATE_BYTES * 0.2
+    assert len(render(data.build(cfg), "rstudio-data")) < TEMPLATE_BODY_BYTES * 0.2

@@ -148,7 +148,7 @@ def test_key_is_retained_rotated_and_aliased_per_instance(cfg):
 
 
 def test_key_policy_lets_only_this_accounts_iam_and_its_log_groups_use_the_key(cfg):
-    policy = resources(cfg, "prod")["InstanceKey"]["Properties"]["KeyPolicy"]["Statement"]
+    policy = resources(cfg, "dev")["InstanceKey"]["Properties"]["KeyPolicy"]["Statement"]
     account = {"AWS": sub("arn:${AWS::Partition}:iam::${AWS::AccountId}:root")}
     logs = {"Service": sub("logs.${AWS::Region}.amazonaws.com")}
     assert [s["Principal"] for s in policy] == [account, account, logs]
@@ -165,7 +165,22 @@ def test_key_policy_lets_only_this_accounts_iam_and_its_log_groups_use_the_key(c
     }
 
 
-def test_dev_and_prod_differ_only_in_the_instance_name(cfg):
+def test_ec2_launch_type_adds_only_the_auto_scaling_role_to_the_key_policy(cfg):
+    dev = resources(cfg, "dev")["InstanceKey"]["Properties"]["KeyPolicy"]["Statement"]
+    prod = resources(cfg, "prod")["InstanceKey"]["Properties"]["KeyPolicy"]["Statement"]
+    assert prod[: len(dev)] == dev
+    role = sub("arn:${AWS::Partition}:iam::${AWS::AccountId}:role/aws-service-role/autoscaling.amazonaws.com/"
+               "AWSServiceRoleForAutoScaling")  # fmt: skip
+    for statement in prod[len(dev):]:
+        assert statement["Condition"]["ArnEquals"] == {"aws:PrincipalArn": role}
+
+
+def test_dev_and_prod_differ_only_in_the_instance_name(example_data):
+    # On the same launch type: EC2 capacity adds the Auto Scaling role to the key policy (tested above).
+    example_data["instances"]["prod"]["rstudio"].update(launch_type="fargate", cpu=4096, memory=16384)
+    del example_data["instances"]["prod"]["rstudio"]["ec2_instance_type"]
+    cfg = parse_config(example_data)
+
     def foundation(instance: str) -> str:
         found = resources(cfg, instance)
         text = json.dumps({name: found[name] for name in FOUNDATION}, sort_keys=True)
@@ -184,13 +199,17 @@ def test_template_is_partition_safe_and_holds_no_instance_account_id(cfg, instan
     assert cfg.instances[instance].account not in text  # the same template fits any account it is deployed to
 
 
-def test_outputs_name_the_key_and_both_roles(cfg):
+def test_outputs_name_the_key_both_roles_and_the_urls_users_open(cfg):
     outputs = build(cfg, "dev").to_dict()["Outputs"]
     assert {name: output["Value"] for name, output in outputs.items()} == {
         "KeyArn": {"Fn::GetAtt": ["InstanceKey", "Arn"]},
         "RStudioTaskRoleArn": {"Fn::GetAtt": ["RStudioTaskRole", "Arn"]},
         "DataSyncRoleArn": {"Fn::GetAtt": ["DataSyncRole", "Arn"]},
+        "ShinyUrl": "https://shiny.dev.analytics.example.com/",
+        "RStudioUrl": "https://rstudio.dev.analytics.example.com/",
     }
+    prod = build(cfg, "prod").to_dict()["Outputs"]
+    assert prod["BobRStudioUrl"]["Value"] == "https://bob.rstudio.prod.analytics.example.com/"
     assert not any("Export" in output for output in outputs.values())
 
 

@@ -13,7 +13,7 @@ import string
 from typing import NamedTuple
 
 import awacs.logs
-from troposphere import GetAtt, GetAZs, Ref, Select, Tags, Template
+from troposphere import Cidr, GetAtt, GetAZs, Ref, Select, Tags, Template
 from troposphere.ec2 import (
     EIP,
     VPC,
@@ -24,6 +24,7 @@ from troposphere.ec2 import (
     RouteTable,
     Subnet,
     SubnetRouteTableAssociation,
+    VPCCidrBlock,
     VPCGatewayAttachment,
 )
 from troposphere.iam import Policy as RolePolicy
@@ -34,6 +35,10 @@ from troposphere.logs import LogGroup
 from generator.common import retain
 from generator.iam import Allow, Statement, document, regional_arn, service_trust
 from stacksets.config import Instance, Nat
+
+# The Amazon-provided IPv6 block is a /56; public subnets get /64s (the only size AWS allows for subnets) from it.
+IPV6_SUBNETS = 4
+IPV6_SUBNET_BITS = "64"
 
 
 class Network(NamedTuple):
@@ -58,8 +63,11 @@ def add_network(t: Template, instance: str, settings: Instance, key: Key) -> Net
     attachment = t.add_resource(
         VPCGatewayAttachment("InternetGatewayAttachment", VpcId=Ref(vpc), InternetGatewayId=Ref(gateway))
     )
+    # An Amazon-provided IPv6 block so the ALB can be dual-stack (IPv6 clients, IPv6 allowlists); only the public
+    # subnets get IPv6 ranges, tasks stay IPv4-only behind the NAT gateways.
+    ipv6 = t.add_resource(VPCCidrBlock("VpcIpv6CidrBlock", VpcId=Ref(vpc), AmazonProvidedIpv6CidrBlock=True))
     private_ranges, public_ranges = subnet_ranges(settings.network.vpc_cidr, settings.network.availability_zones)
-    public = add_public_subnets(t, instance, vpc, public_ranges, gateway, attachment)
+    public = add_public_subnets(t, instance, vpc, public_ranges, gateway, attachment, ipv6)
     private = add_private_subnets(t, instance, vpc, private_ranges, public, settings.network.nat)
     add_flow_logs(t, instance, vpc, key, settings.logs.retention_days)
     return Network(vpc, public, private)
@@ -70,18 +78,24 @@ def _zone(index: int) -> tuple[str, Select]:
 
 
 def add_public_subnets(t: Template, instance: str, vpc: VPC, ranges: list[str], gateway: InternetGateway,
-                       attachment: VPCGatewayAttachment) -> list[Subnet]:  # fmt: skip
+                       attachment: VPCGatewayAttachment, ipv6: VPCCidrBlock) -> list[Subnet]:  # fmt: skip
     """One route table for all public subnets: their only route out is the internet gateway."""
     table = t.add_resource(RouteTable("PublicRouteTable", VpcId=Ref(vpc), Tags=Tags(Name=f"rstudio-{instance}-public")))
     t.add_resource(Route("PublicDefaultRoute", RouteTableId=Ref(table), DestinationCidrBlock="0.0.0.0/0",
                          GatewayId=Ref(gateway), DependsOn=[attachment.title]))  # fmt: skip
+    t.add_resource(Route("PublicDefaultIpv6Route", RouteTableId=Ref(table), DestinationIpv6CidrBlock="::/0",
+                         GatewayId=Ref(gateway), DependsOn=[attachment.title]))  # fmt: skip
+    # /64 ranges carved from the VPC's /56 by AZ position, like the IPv4 ranges: adding an AZ moves none of them.
+    ipv6_ranges = Cidr(Select(0, GetAtt(vpc, "Ipv6CidrBlocks")), IPV6_SUBNETS, IPV6_SUBNET_BITS)
     subnets = []
     for index, cidr in enumerate(ranges):
         letter, zone = _zone(index)
         # No automatic public IPs: only what asks for one (NAT, ALB, bastion task) is reachable from outside.
         subnet = t.add_resource(
             Subnet(f"PublicSubnet{letter}", VpcId=Ref(vpc), CidrBlock=cidr, AvailabilityZone=zone,
-                   MapPublicIpOnLaunch=False, Tags=Tags(Name=f"rstudio-{instance}-public-{letter.lower()}"))
+                   Ipv6CidrBlock=Select(index, ipv6_ranges), AssignIpv6AddressOnCreation=False,
+                   MapPublicIpOnLaunch=False, Tags=Tags(Name=f"rstudio-{instance}-public-{letter.lower()}"),
+                   DependsOn=[ipv6.title])
         )  # fmt: skip
         t.add_resource(SubnetRouteTableAssociation(f"PublicSubnet{letter}RouteTableAssociation",
                                                    SubnetId=Ref(subnet), RouteTableId=Ref(table)))  # fmt: skip

@@ -1,8 +1,9 @@
-"""One RStudio instance in its account and region: KMS key, VPC, roles the data account trusts, event bus access.
+"""One RStudio instance: VPC, ALB with TLS and WAF, RStudio and Shiny on ECS, and the roles the data account trusts.
 
 StackSet `rstudio-<instance>`. This module holds the instance-side halves of the contracts the data account's
 template (generator/stacks/instance_data.py) relies on: the fixed role names it trusts and the bus its forwarding rule
-targets. The instance's own resource groups are built by the modules of generator/instance/ (the network so far).
+targets. The instance's own resource groups (network, ingress, DNS, WAF, services) are built by the modules of
+generator/instance/, called here in reading order.
 Everything else runs against ${AWS::AccountId}/${AWS::Region}, so the template holds no instance account id.
 """
 
@@ -38,8 +39,19 @@ from generator.iam import (
     role_arn,
     service_trust,
 )
+from generator.instance.bastion import add_bastion
+from generator.instance.capacity import add_ec2_capacity
+from generator.instance.cluster import add_cluster
+from generator.instance.dns import add_alias_records, add_certificates
+from generator.instance.ingress import add_ingress
 from generator.instance.network import add_network
-from stacksets.config import Config
+from generator.instance.rstudio import add_rstudio
+from generator.instance.secrets import add_rstudio_secrets
+from generator.instance.security_groups import add_security_groups
+from generator.instance.servers import rstudio_servers, shiny_host
+from generator.instance.shiny import add_shiny
+from generator.instance.waf import add_waf
+from stacksets.config import Config, LaunchType
 from stacksets.naming import instance_stackset
 
 
@@ -51,12 +63,29 @@ class Roles(NamedTuple):
 def build(cfg: Config, instance: str) -> Template:
     if instance not in cfg.instances:
         raise ValueError(f"unknown instance {instance!r}; the config has {', '.join(sorted(cfg.instances))}")
+    settings = cfg.instances[instance]
     t = new_template(__doc__)
     key = add_key(t, instance)
-    add_network(t, instance, cfg.instances[instance], key)
+    network = add_network(t, instance, settings, key)
+    groups = add_security_groups(t, instance, settings, network.vpc)
+    cluster = add_cluster(t, instance, key, settings.logs.retention_days)
     roles = Roles(add_rstudio_task_role(t, cfg, instance), add_datasync_role(t, cfg, instance))
     add_event_bus_policy(t, cfg, instance)
-    add_outputs(t, key, roles)
+
+    certificates = add_certificates(t, cfg, instance)
+    ingress = add_ingress(t, cfg, instance, network, groups, certificates)
+    add_alias_records(t, cfg, instance, ingress.load_balancer)
+    add_waf(t, cfg, instance, ingress.load_balancer, key)
+
+    secrets = add_rstudio_secrets(t, cfg, instance, key)
+    on_ec2 = settings.rstudio.launch_type is LaunchType.ec2
+    capacity = add_ec2_capacity(t, cfg, instance, network, cluster, key) if on_ec2 else None
+    add_rstudio(t, cfg, instance, network, groups, cluster, key, roles.rstudio_task, secrets,
+                ingress.rstudio_target_groups, ingress.rstudio_rules, capacity)  # fmt: skip
+    add_shiny(t, cfg, instance, network, groups, cluster, key, ingress.load_balancer, ingress.shiny_target_group,
+              ingress.shiny_rule)  # fmt: skip
+    add_bastion(t, cfg, instance, network, groups, cluster, key)
+    add_outputs(t, cfg, instance, key, roles)
     return t
 
 
@@ -163,11 +192,15 @@ def add_event_bus_policy(t: Template, cfg: Config, instance: str) -> EventBusPol
     )
 
 
-def add_outputs(t: Template, key: Key, roles: Roles) -> list[Output]:
-    """What the orchestrator and later readers of the stack need; no exports, nothing in the account imports them."""
+def add_outputs(t: Template, cfg: Config, instance: str, key: Key, roles: Roles) -> list[Output]:
+    """Where users go, and what the orchestrator and later readers of the stack need; nothing in the account imports
+    them, so there are no exports."""
     outputs = [
         Output("KeyArn", Description="Instance KMS key", Value=GetAtt(key, "Arn")),
         Output("RStudioTaskRoleArn", Description="RStudio task role", Value=GetAtt(roles.rstudio_task, "Arn")),
         Output("DataSyncRoleArn", Description="DataSync S3 location role", Value=GetAtt(roles.datasync, "Arn")),
+        Output("ShinyUrl", Description="Shiny Server", Value=f"https://{shiny_host(cfg, instance)}/"),
     ]
+    outputs += [Output(server.id("Url"), Description=f"RStudio for {', '.join(server.users)}",
+                       Value=f"https://{server.host}/") for server in rstudio_servers(cfg, instance)]  # fmt: skip
     return t.add_output(outputs)

@@ -2,8 +2,9 @@
 
 Deployed by the `rstudio-<instance>-data` StackSet to the data account in the default region, after `rstudio-data`
 (whose bucket receives the access logs) and before the instance StackSet. One StackSet per instance keeps each
-template far from the 51,200-byte limit however many instances there are, and lets an instance's data change roll out
-without touching the others. It holds (all named in generator/naming.py, so the instance template can refer to them):
+template under the 51,200-byte inline TemplateBody limit however many instances there are, and lets an instance's
+data change roll out without touching the others. It holds (all named in generator/naming.py, so the instance
+template can refer to them):
 - an upload bucket with `hourly/` and `instant/` prefixes that the instance account's DataSync role reads; the
   bucket and key policies grant that role by name because it lives in another account and may not exist yet;
 - an Athena results bucket, a workgroup that enforces its output location and encryption, a Glue database, and a
