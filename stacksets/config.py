@@ -439,8 +439,9 @@ class Shiny(Model):
 class User(Model):
     email: Email
     """Where the welcome e-mail goes."""
-    uid: int = Field(ge=2000, le=59999)
-    """Stable POSIX uid: owns the user's EFS home, so never change it once files exist."""
+    uid: int = Field(ge=2000, le=50000)
+    """Stable POSIX uid: owns the user's EFS home (never change it once files exist); also the priority of the
+    user's ALB rule, hence at most 50000."""
 
 
 class Waf(Model):

@@ -85,6 +85,7 @@ BAD_CONFIGS = [
     ("user-email", set_path("instances.prod.users.bob.email", "bob-at-example.com"),
      "instances.prod.users.bob.email", "e-mail"),
     ("user-uid-low", set_path("instances.prod.users.bob.uid", 1000), "instances.prod.users.bob.uid", "2000"),
+    ("user-uid-high", set_path("instances.prod.users.bob.uid", 50001), "instances.prod.users.bob.uid", "50000"),
     ("user-uid-duplicate", set_path("instances.prod.users.bob.uid", 3001), "instances.prod", "share uid 3001"),
     ("per-user-without-users", set_path("instances.prod.users", {}), "instances.prod", "at least one user"),
     ("fargate-cpu", set_path("instances.dev.rstudio.cpu", 3000), "instances.dev.rstudio", "cpu 3000"),

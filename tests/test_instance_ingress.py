@@ -167,14 +167,11 @@ def test_shared_and_shiny_priorities_cannot_meet_a_user(cfg):
     assert priorities(build(cfg, "dev")[1]) == {"RStudioListenerRule": 2, "ShinyListenerRule": 1}
 
 
-def test_uids_above_the_alb_maximum_wrap_and_a_clash_is_reported(example_data):
-    users = example_data["instances"]["prod"]["users"]
-    users["zed"] = {"email": "zed@example.com", "uid": 55000}
-    found = build(parse_config(example_data), "prod")[1]
-    assert priorities(found)["ZedRStudioListenerRule"] == 5002
-    users["yuki"] = {"email": "yuki@example.com", "uid": 5002}
-    with pytest.raises(ValueError, match="yuki and zed map to the same ALB rule priority 5002"):
-        build(parse_config(example_data), "prod")
+def test_a_users_rule_priority_is_their_uid(cfg):
+    found = priorities(build(cfg, "prod")[1])
+    assert {name: found[name] for name in ("AliceRStudioListenerRule", "ChenRStudioListenerRule")} == {
+        "AliceRStudioListenerRule": 3001, "ChenRStudioListenerRule": 3003,
+    }  # fmt: skip
 
 
 @pytest.mark.parametrize("instance", ["dev", "prod"])

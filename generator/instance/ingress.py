@@ -14,8 +14,8 @@ no listener uses yet).
 
 Listener rule priorities must be unique and must not move when users come and go (CloudFormation updates rules one by
 one, so swapping two priorities fails with PriorityInUse). Shiny is 1, the shared RStudio 2, and a per-user server's
-priority is its user's uid (2000-50000, stable and unique by config validation); uids above the ALB maximum of 50000
-wrap to uid - 49998 (3-10001), and a clash with another user's uid is reported at generation time.
+priority is its user's uid: unique, never changed once files exist, and within the ALB's 1-50000 range by config
+validation.
 """
 
 from __future__ import annotations
@@ -64,7 +64,6 @@ RSTUDIO_DEREGISTRATION_SECONDS = 30
 SHINY_DEREGISTRATION_SECONDS = 120
 SHINY_PRIORITY = 1
 SHARED_RSTUDIO_PRIORITY = 2
-MAX_PRIORITY = 50_000
 
 
 class Ingress(NamedTuple):
@@ -157,20 +156,7 @@ def add_listeners(t: Template, load_balancer: LoadBalancer, certificates: Certif
 
 def rstudio_priority(cfg: Config, instance: str, server: RStudioServer) -> int:
     users = cfg.instances[instance].users
-    if server.key not in users:
-        return SHARED_RSTUDIO_PRIORITY
-    priority = _uid_priority(users[server.key].uid)
-    clash = sorted(name for name, user in users.items() if name != server.key and _uid_priority(user.uid) == priority)
-    if clash:
-        raise ValueError(
-            f"instances.{instance}.users: {server.key} and {clash[0]} map to the same ALB rule priority "
-            f"{priority} (uids above {MAX_PRIORITY} wrap to uid - 49998); give one of them another uid"
-        )
-    return priority
-
-
-def _uid_priority(uid: int) -> int:
-    return uid if uid <= MAX_PRIORITY else uid - MAX_PRIORITY + 2
+    return users[server.key].uid if server.key in users else SHARED_RSTUDIO_PRIORITY
 
 
 def _target_group(t: Template, title: str, network: Network, port: int, health_path: str, codes: str,
