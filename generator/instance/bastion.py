@@ -42,7 +42,6 @@ from troposphere.ecs import (
     DeploymentConfiguration,
     DeploymentController,
     LinuxParameters,
-    LogConfiguration,
     NetworkConfiguration,
     PortMapping,
     RuntimePlatform,
@@ -61,8 +60,15 @@ from generator.iam import document
 from generator.instance.cluster import ClusterParts
 from generator.instance.network import Network
 from generator.instance.security_groups import SSH_PORT, SecurityGroups
-from generator.instance.shiny import FARGATE_PLATFORM_VERSION
-from generator.instance.tasks import add_execution_role, add_log_group, ecs_exec_statements, ecs_tasks_trust, image
+from generator.instance.tasks import (
+    FARGATE_PLATFORM_VERSION,
+    add_execution_role,
+    add_log_group,
+    awslogs,
+    ecs_exec_statements,
+    ecs_tasks_trust,
+    image,
+)
 from stacksets.config import Config
 
 
@@ -116,9 +122,7 @@ def add_bastion_task_definition(t: Template, cfg: Config, instance: str, secret:
         LinuxParameters=LinuxParameters(InitProcessEnabled=True),
         # sshd writes host keys and its pid file at start, ECS Exec needs a writable root, Fargate has no tmpfs.
         ReadonlyRootFilesystem=False,
-        LogConfiguration=LogConfiguration(LogDriver="awslogs", Options={
-            "awslogs-group": Ref(log_group), "awslogs-region": Ref("AWS::Region"),
-            "awslogs-stream-prefix": "bastion"}),
+        LogConfiguration=awslogs(log_group, "bastion"),
     )  # fmt: skip
     return t.add_resource(TaskDefinition(
         "BastionTaskDefinition", Family=f"rstudio-{instance}-bastion", Cpu="256", Memory="512",

@@ -44,7 +44,6 @@ from troposphere.ecs import (
     Environment,
     LinuxParameters,
     LoadBalancer,
-    LogConfiguration,
     NetworkConfiguration,
     PlacementStrategy,
     PortMapping,
@@ -68,12 +67,17 @@ from generator.instance.network import Network
 from generator.instance.secrets import RStudioSecrets
 from generator.instance.security_groups import RSTUDIO_PORT, SecurityGroups
 from generator.instance.servers import SHARED_ADMIN_USER, RStudioServer, rstudio_servers
-from generator.instance.tasks import add_execution_role, add_log_group, ecs_exec_statements, image
+from generator.instance.tasks import (
+    FARGATE_PLATFORM_VERSION,
+    add_execution_role,
+    add_log_group,
+    awslogs,
+    ecs_exec_statements,
+    image,
+)
 from stacksets.config import Config, LaunchType
 
 SHARED_ADMIN_UID = 1000
-# Pinned rather than LATEST: a platform change then arrives with a reviewed template change, not on a task restart.
-FARGATE_PLATFORM_VERSION = "1.4.0"
 STOP_TIMEOUT_SECONDS = 120
 OPEN_FILES = 65536
 
@@ -157,8 +161,7 @@ def add_rstudio_task_definition(t: Template, cfg: Config, instance: str, server:
         LinuxParameters=LinuxParameters(InitProcessEnabled=True), ReadonlyRootFilesystem=False,
         StopTimeout=STOP_TIMEOUT_SECONDS,
         Ulimits=[Ulimit(Name="nofile", SoftLimit=OPEN_FILES, HardLimit=OPEN_FILES)],
-        LogConfiguration=LogConfiguration(LogDriver="awslogs", Options={
-            "awslogs-group": Ref(log_group), "awslogs-region": Ref("AWS::Region"), "awslogs-stream-prefix": "rstudio"}),
+        LogConfiguration=awslogs(log_group, "rstudio"),
     )  # fmt: skip
     fargate = settings.launch_type is LaunchType.fargate
     platform = {"RuntimePlatform": RuntimePlatform(OperatingSystemFamily="LINUX", CpuArchitecture="X86_64")}

@@ -36,7 +36,6 @@ from troposphere.ecs import (
     Environment,
     LinuxParameters,
     LoadBalancer,
-    LogConfiguration,
     NetworkConfiguration,
     PortMapping,
     RuntimePlatform,
@@ -54,11 +53,17 @@ from generator.iam import document
 from generator.instance.cluster import ClusterParts
 from generator.instance.network import Network
 from generator.instance.security_groups import SHINY_PORT, SecurityGroups
-from generator.instance.tasks import add_execution_role, add_log_group, ecs_exec_statements, ecs_tasks_trust, image
+from generator.instance.tasks import (
+    FARGATE_PLATFORM_VERSION,
+    add_execution_role,
+    add_log_group,
+    awslogs,
+    ecs_exec_statements,
+    ecs_tasks_trust,
+    image,
+)
 from stacksets.config import Config, ShinyAutoscaling
 
-# Pinned rather than LATEST: a platform change then arrives with a reviewed template change, not on a task restart.
-FARGATE_PLATFORM_VERSION = "1.4.0"
 # Shiny Server answers /ping within seconds of starting; apps start on first request, not at boot.
 HEALTH_CHECK_GRACE_SECONDS = 60
 
@@ -102,8 +107,7 @@ def add_shiny_task_definition(t: Template, cfg: Config, instance: str, log_group
         # ECS Exec (the admin path) needs a writable root filesystem, and Fargate has no tmpfs for Shiny Server's
         # writable directories.
         ReadonlyRootFilesystem=False,
-        LogConfiguration=LogConfiguration(LogDriver="awslogs", Options={
-            "awslogs-group": Ref(log_group), "awslogs-region": Ref("AWS::Region"), "awslogs-stream-prefix": "shiny"}),
+        LogConfiguration=awslogs(log_group, "shiny"),
     )  # fmt: skip
     return t.add_resource(TaskDefinition(
         "ShinyTaskDefinition", Family=f"rstudio-{instance}-shiny", Cpu=str(shiny.cpu), Memory=str(shiny.memory),

@@ -8,6 +8,7 @@ import awacs.logs
 import awacs.secretsmanager
 import awacs.ssmmessages
 from troposphere import GetAtt, Ref, Sub, Template
+from troposphere.ecs import LogConfiguration
 from troposphere.iam import Policy as RolePolicy
 from troposphere.iam import Role
 from troposphere.kms import Key
@@ -18,11 +19,19 @@ from generator.common import retain
 from generator.iam import Allow, Statement, arn, document, regional_arn, service_trust
 from stacksets.config import Config
 
+# Pinned rather than LATEST: a platform change then arrives with a reviewed template change, not on a task restart.
+FARGATE_PLATFORM_VERSION = "1.4.0"
+
 
 def image(cfg: Config, repository: str, tag: str) -> Sub:
     """An image in the central account's ECR (default region), by immutable tag: what runs is what was reviewed."""
     registry = f"{cfg.accounts.central}.dkr.ecr.{cfg.default_region}.${{AWS::URLSuffix}}"
     return Sub(f"{registry}/{repository}:{tag}")
+
+
+def awslogs(log_group: LogGroup, stream_prefix: str) -> LogConfiguration:
+    return LogConfiguration(LogDriver="awslogs", Options={
+        "awslogs-group": Ref(log_group), "awslogs-region": Ref("AWS::Region"), "awslogs-stream-prefix": stream_prefix})
 
 
 def repository_arn(cfg: Config, repository: str) -> Sub:
