@@ -7,22 +7,7 @@ renamed logical id makes CloudFormation replace the resource.
 
 from __future__ import annotations
 
-import re
-
-from stacksets.naming import PREFIX
-
-
-def logical_id(*parts: str) -> str:
-    """`logical_id("prod", "upload", "Bucket")` -> "ProdUploadBucket" (alphanumeric, as CloudFormation needs)."""
-    words = []
-    for part in parts:
-        for word in re.split(r"[^A-Za-z0-9]+", part):
-            if word:
-                words.append(word[0].upper() + word[1:])
-    result = "".join(words)
-    if not result or not result[0].isalpha():
-        raise ValueError(f"cannot build a logical id from {parts!r}")
-    return result
+from stacksets.naming import PREFIX, logical_id  # noqa: F401 - re-exported for the stack modules
 
 
 def role_name(instance: str, purpose: str) -> str:

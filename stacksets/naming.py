@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 PREFIX = "rstudio"
 BOOTSTRAP = f"{PREFIX}-bootstrap"
 CENTRAL = f"{PREFIX}-central"
@@ -36,3 +38,16 @@ def template_file(stackset: str) -> str:
 
 def instance_zone_name(instance: str, subdomain: str, base_domain: str) -> str:
     return f"{instance}.{subdomain}.{base_domain}"
+
+
+def logical_id(*parts: str) -> str:
+    """`logical_id("prod", "upload", "Bucket")` -> "ProdUploadBucket" (alphanumeric, as CloudFormation needs)."""
+    words = []
+    for part in parts:
+        for word in re.split(r"[^A-Za-z0-9]+", part):
+            if word:
+                words.append(word[0].upper() + word[1:])
+    result = "".join(words)
+    if not result or not result[0].isalpha():
+        raise ValueError(f"cannot build a logical id from {parts!r}")
+    return result
