@@ -1,0 +1,105 @@
+"""The only place boto3 clients are made: retries, the sandbox endpoint, CallAs, and the reader role in target accounts.
+
+Everything that talks to AWS receives a `Clients` and asks it for what it needs, so tests can hand in fakes and the
+sandbox can point the very same code at a local moto server.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+from botocore.config import Config as BotoConfig
+from botocore.exceptions import ClientError, NoCredentialsError, TokenRetrievalError
+
+from stacksets.config import CallAs
+from stacksets.naming import DEPLOY_READER_ROLE
+
+
+class AwsError(Exception):
+    """An AWS problem worded for the user (expired credentials, missing permissions, a refused call)."""
+
+
+CREDENTIAL_ERRORS = {"ExpiredToken", "ExpiredTokenException", "InvalidClientTokenId", "UnrecognizedClientException",
+                     "RequestExpired"}  # fmt: skip
+
+
+def explain(error: Exception) -> AwsError:
+    """Turn credential problems into one clear message; other errors keep their code and text."""
+    if isinstance(error, (NoCredentialsError, TokenRetrievalError)):
+        return AwsError("no valid AWS credentials: log in to the admin account (e.g. `aws sso login --profile X`) "
+                        "and pass --profile, or use --sandbox to rehearse locally")  # fmt: skip
+    if isinstance(error, ClientError):
+        code = error.response.get("Error", {}).get("Code", "")
+        if code in CREDENTIAL_ERRORS:
+            return AwsError(f"the AWS credentials are expired or invalid ({code}): log in again and re-run; an "
+                            "operation already started keeps running and is picked up again")  # fmt: skip
+        return AwsError(f"{error.operation_name} failed: {code}: {error.response.get('Error', {}).get('Message', '')}")
+    return AwsError(str(error))
+
+
+def call_as_value(call_as: CallAs | None) -> dict[str, str]:
+    """The CallAs argument for StackSets calls, or nothing for self-managed StackSets."""
+    return {"CallAs": "DELEGATED_ADMIN" if call_as is CallAs.delegated_admin else "SELF"} if call_as else {}
+
+
+@dataclass
+class Clients:
+    """boto3 clients for the admin account, and read-only clients in target accounts through the reader role."""
+
+    region: str
+    profile: str | None = None
+    endpoint_url: str | None = None
+    max_attempts: int = 8
+    _session: Any = field(default=None, init=False, repr=False)
+    _cache: dict[tuple[str, ...], Any] = field(default_factory=dict, init=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    def _config(self) -> BotoConfig:
+        # botocore's adaptive mode backs off exponentially with jitter on throttling; moto answers bugs with HTTP
+        # 500, which must not be retried for seconds, so the sandbox gets one attempt.
+        attempts = 1 if self.endpoint_url else self.max_attempts
+        return BotoConfig(retries={"max_attempts": attempts, "mode": "adaptive" if attempts > 1 else "standard"})
+
+    def session(self) -> Any:
+        with self._lock:
+            if self._session is None:
+                self._session = boto3.Session(profile_name=self.profile, region_name=self.region)
+            return self._session
+
+    def client(self, service: str, region: str | None = None) -> Any:
+        """A client in the admin account (cached; boto3 clients are thread-safe)."""
+        key = ("admin", service, region or self.region)
+        with self._lock:
+            cached = self._cache.get(key)
+        if cached is None:
+            cached = self.session().client(service, region_name=region or self.region,
+                                           endpoint_url=self.endpoint_url, config=self._config())  # fmt: skip
+            with self._lock:
+                self._cache[key] = cached
+        return cached
+
+    def reader(self, account: str, region: str, service: str = "cloudformation") -> Any:
+        """A client in a target account through the read-only `rstudio-deploy-reader` role (bootstrap StackSet)."""
+        key = ("reader", account, region, service)
+        with self._lock:
+            cached = self._cache.get(key)
+        if cached is not None:
+            return cached
+        sts = self.client("sts")
+        partition = "aws-cn" if region.startswith("cn-") else "aws-us-gov" if region.startswith("us-gov-") else "aws"
+        role_arn = f"arn:{partition}:iam::{account}:role/{DEPLOY_READER_ROLE}"
+        try:
+            credentials = sts.assume_role(RoleArn=role_arn, RoleSessionName="rstudio-fargate")["Credentials"]
+        except Exception as error:  # noqa: BLE001 - worded for the user below
+            raise AwsError(f"cannot assume {role_arn}: {explain(error)}; is the rstudio-bootstrap StackSet deployed "
+                           "to that account?") from None  # fmt: skip
+        client = boto3.client(service, region_name=region, endpoint_url=self.endpoint_url, config=self._config(),
+                              aws_access_key_id=credentials["AccessKeyId"],
+                              aws_secret_access_key=credentials["SecretAccessKey"],
+                              aws_session_token=credentials["SessionToken"])  # fmt: skip
+        with self._lock:
+            self._cache[key] = client
+        return client
