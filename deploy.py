@@ -9,8 +9,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from stacksets.config import Config, ConfigError, json_schema, load_config
 
@@ -86,6 +87,176 @@ def cmd_schema(args: argparse.Namespace, _cfg: Config | None) -> int:
     return EXIT_OK
 
 
+# --------------------------------------------------------------------------------------------------------------------
+# Orchestration commands: they read the committed templates, never the generator.
+
+
+def _plan(args: argparse.Namespace, cfg: Config) -> Any:
+    from stacksets.plan import PlanError, build_plan
+
+    try:
+        plan = build_plan(cfg, Path(args.templates))
+        return plan.only(args.only) if args.only else plan
+    except PlanError as error:
+        raise ConfigError(str(error)) from None
+
+
+@contextmanager
+def _aws(args: argparse.Namespace, cfg: Config, plan: Any) -> Iterator[tuple[Any, Any]]:
+    """(clients, plan) for real AWS, or for the embedded moto sandbox with the plan remapped to its account ids."""
+    from stacksets.aws import Clients
+
+    if not args.sandbox:
+        yield Clients(cfg.default_region, profile=args.profile), plan
+        return
+    from stacksets.sandbox import Sandbox, remap_plan
+
+    with Sandbox(region=cfg.default_region) as sandbox:
+        sandbox.reset()  # an empty AWS every time, even when called twice in one process (tests)
+        id_map = sandbox.setup_organization(cfg)
+        print(f"sandbox: embedded AWS at {sandbox.endpoint_url}, {len(id_map.accounts)} accounts", file=sys.stderr)
+        clients = Clients(cfg.default_region, endpoint_url=sandbox.endpoint_url)
+        yield clients, remap_plan(plan, id_map)
+
+
+def _executor(args: argparse.Namespace, clients: Any, plan: Any, live: bool = True) -> Any:
+    from stacksets.executor import Executor, Options
+    from stacksets.progress import Progress
+
+    state = Path(args.state) if not args.sandbox else Path(args.state).with_name("sandbox-state.json")
+    options = Options(timeout_s=args.timeout, max_workers=args.workers, state_path=state,
+                      prune=getattr(args, "prune", False))  # fmt: skip
+    progress = Progress(plan.order(), stream=sys.stderr) if live else (lambda event: None)
+    return Executor(clients, options=options, on_event=progress)
+
+
+def _confirm(args: argparse.Namespace, question: str) -> bool:
+    if args.yes:
+        return True
+    if not sys.stdin.isatty():
+        raise ConfigError(f"{question} needs confirmation: run on a terminal or pass --yes")
+    return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
+
+
+def _write_timeline(args: argparse.Namespace, report: Any) -> None:
+    from stacksets.report import timeline_json
+
+    if args.timeline:
+        Path(args.timeline).write_text(timeline_json(report), encoding="utf-8")
+        print(f"timeline written to {args.timeline}", file=sys.stderr)
+
+
+def _run(function: Callable[[], int]) -> int:
+    from stacksets.aws import AwsError
+
+    try:
+        return function()
+    except AwsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def cmd_plan(args: argparse.Namespace, cfg: Config) -> int:
+    """Compare the committed templates with what is deployed: per StackSet what would change, in dependency waves."""
+    from stacksets.report import plan_json, plan_text
+
+    def run() -> int:
+        with _aws(args, cfg, _plan(args, cfg)) as (clients, plan):
+            diffs = _executor(args, clients, plan, live=False).diff(plan)
+            sys.stdout.write(plan_json(plan, diffs) if args.json else plan_text(plan, diffs))
+        return EXIT_OK
+
+    return _run(run)
+
+
+def cmd_deploy(args: argparse.Namespace, cfg: Config) -> int:
+    """Roll the committed templates out as StackSets, independent ones in parallel, touching only what changed."""
+    from stacksets.report import plan_text, status_table, summary_table
+
+    def run() -> int:
+        with _aws(args, cfg, _plan(args, cfg)) as (clients, plan):
+            executor = _executor(args, clients, plan)
+            diffs = executor.diff(plan)
+            sys.stdout.write(plan_text(plan, diffs))
+            if not any(diff.changed for diff in diffs):
+                print("nothing to change")
+                return EXIT_OK
+            if not _confirm(args, "deploy these changes"):
+                print("nothing deployed")
+                return EXIT_FAILED
+            report = executor.deploy(plan)
+            sys.stdout.write(summary_table(report))
+            _write_timeline(args, report)
+            if report.ok:
+                sys.stdout.write(status_table(executor.status(plan)))
+            return EXIT_OK if report.ok else EXIT_FAILED
+
+    return _run(run)
+
+
+def cmd_status(args: argparse.Namespace, cfg: Config) -> int:
+    """Show every StackSet and stack instance with its status and last drift status."""
+    from stacksets.report import status_table
+
+    def run() -> int:
+        with _aws(args, cfg, _plan(args, cfg)) as (clients, plan):
+            sys.stdout.write(status_table(_executor(args, clients, plan, live=False).status(plan)))
+        return EXIT_OK
+
+    return _run(run)
+
+
+def cmd_drift(args: argparse.Namespace, cfg: Config) -> int:
+    """Run StackSet drift detection and list drifted instances and resources (exit 1 when anything drifted)."""
+    from stacksets.report import summary_table
+
+    def run() -> int:
+        with _aws(args, cfg, _plan(args, cfg)) as (clients, plan):
+            report = _executor(args, clients, plan).drift(plan)
+            sys.stdout.write(summary_table(report))
+        return EXIT_FAILED if report.drifted or not report.ok else EXIT_OK
+
+    return _run(run)
+
+
+def cmd_destroy(args: argparse.Namespace, cfg: Config) -> int:
+    """Delete the StackSets in reverse dependency order, instances before sets; retained data is named, not deleted."""
+    from stacksets.report import retained_text, summary_table
+
+    def run() -> int:
+        with _aws(args, cfg, _plan(args, cfg)) as (clients, plan):
+            names = ", ".join(plan.reversed().order())
+            if not _confirm(args, f"destroy {names}"):
+                print("nothing destroyed")
+                return EXIT_FAILED
+            report = _executor(args, clients, plan).destroy(plan)
+            sys.stdout.write(summary_table(report) + retained_text(report))
+            _write_timeline(args, report)
+            return EXIT_OK if report.ok else EXIT_FAILED
+
+    return _run(run)
+
+
+def cmd_graph(args: argparse.Namespace, cfg: Config) -> int:
+    """Write the StackSet DAG as Mermaid or DOT text, and as an SVG/PNG when Graphviz is installed."""
+    from stacksets.graph import dot, mermaid, render_image
+
+    plan = _plan(args, cfg)
+    text = mermaid(plan) if args.format == "mermaid" else dot(plan)
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+        print(f"wrote {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    if args.image:
+        if render_image(dot(plan), Path(args.image)):
+            print(f"wrote {args.image}", file=sys.stderr)
+        else:
+            print("graphviz `dot` is not installed: no image written (the text output above is complete)",
+                  file=sys.stderr)  # fmt: skip
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", default="config.yaml", metavar="PATH",
@@ -110,6 +281,41 @@ def build_parser() -> argparse.ArgumentParser:
     schema.add_argument("--output", default=SCHEMA_FILE, metavar="PATH", help="where to write (default: %(default)s)")
     schema.add_argument("--check", action="store_true", help="write nothing; exit 1 if the file is stale")
     schema.set_defaults(handler=cmd_schema, needs_config=False)
+
+    aws = argparse.ArgumentParser(add_help=False)
+    aws.add_argument("--sandbox", action="store_true",
+                     help="run against an embedded moto AWS on 127.0.0.1 (rehearsal; nothing leaves this machine)")
+    aws.add_argument("--profile", help="AWS profile of the admin account (default: the usual AWS credential chain)")
+    aws.add_argument("--only", nargs="+", metavar="STACKSET", help="these StackSets and what they depend on")
+    aws.add_argument("--state", default=".rstudio-fargate/state.json", metavar="PATH",
+                     help="where operations in flight are recorded, so an interrupted run resumes them")
+    aws.add_argument("--timeout", type=float, default=3600, metavar="SECONDS", help="limit per StackSet operation")
+    aws.add_argument("--workers", type=int, default=4, help="StackSets deployed at once (default: %(default)s)")
+    changes = argparse.ArgumentParser(add_help=False)
+    changes.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    changes.add_argument("--timeline", metavar="PATH", help="write the run's operations with start and end (JSON)")
+
+    for name, handler, parents in (
+        ("plan", cmd_plan, [common, templates, aws]),
+        ("deploy", cmd_deploy, [common, templates, aws, changes]),
+        ("status", cmd_status, [common, templates, aws]),
+        ("drift", cmd_drift, [common, templates, aws]),
+        ("destroy", cmd_destroy, [common, templates, aws, changes]),
+    ):
+        command = commands.add_parser(name, parents=parents, help=handler.__doc__, description=handler.__doc__)
+        command.set_defaults(handler=handler)
+        if name == "plan":
+            command.add_argument("--json", action="store_true", help="machine-readable output")
+        if name == "deploy":
+            command.add_argument("--prune", action="store_true", help="also delete instances the config no longer has")
+
+    graph = commands.add_parser("graph", parents=[common, templates], help=cmd_graph.__doc__,
+                                description=cmd_graph.__doc__)  # fmt: skip
+    graph.add_argument("--format", choices=("mermaid", "dot"), default="mermaid")
+    graph.add_argument("--output", metavar="PATH", help="write the text here instead of stdout")
+    graph.add_argument("--image", metavar="PATH.svg|PATH.png", help="also render an image with Graphviz")
+    graph.add_argument("--only", nargs="+", metavar="STACKSET", help="these StackSets and what they depend on")
+    graph.set_defaults(handler=cmd_graph)
     return parser
 
 

@@ -1,4 +1,7 @@
-"""Live progress across all StackSets: a redrawn table on a terminal, one plain line per change elsewhere (CI logs)."""
+"""Live progress across all StackSets: a redrawn table on a terminal, one plain line per change elsewhere (CI logs).
+
+Columns: state, the API operation in progress, StackSets finished out of all in the run, and time since it started.
+"""
 
 from __future__ import annotations
 
@@ -36,11 +39,13 @@ class Progress:
         with self._lock:
             row = self.rows.setdefault(event.stackset, Row())
             now = self.clock()
-            if row.started is None and event.state not in ("PENDING",):
+            state = getattr(event.state, "value", event.state)
+            if row.started is None and state != "PENDING":
                 row.started = now
-            if event.state in ("SUCCEEDED", "FAILED", "SKIPPED", "UNCHANGED"):
+            if state in ("SUCCEEDED", "FAILED", "SKIPPED", "UNCHANGED"):
                 row.finished = now
-            row.state, row.operation = event.state, getattr(event, "operation", "") or row.operation
+            row.state = getattr(event.state, "value", event.state)  # the executor's State enum, or a plain string
+            row.operation = getattr(event, "operation", "") or row.operation
             row.done, row.total = getattr(event, "done", row.done), getattr(event, "total", row.total)
             row.message = getattr(event, "message", "") or ""
             if self.live:
@@ -56,14 +61,14 @@ class Progress:
         return f"{int(seconds // 60)}:{int(seconds % 60):02d}"
 
     def _line(self, name: str, row: Row) -> str:
-        instances = f"{row.done}/{row.total}" if row.total else ""
-        text = f"{name:28} {row.state:10} {row.operation:14} {instances:>7} {self._elapsed(row):>6}"
+        finished = f"{row.done}/{row.total}" if row.total else ""
+        text = f"{name:28} {row.state:10} {row.operation:24} {finished:>7} {self._elapsed(row):>6}"
         return f"{text}  {row.message}".rstrip()
 
     def _redraw(self) -> None:
         if self._drawn:
             self.stream.write(f"\x1b[{self._drawn}F\x1b[J")  # back to the table's first line, clear below
-        lines = [f"{'StackSet':28} {'state':10} {'operation':14} {'inst.':>7} {'time':>6}"]
+        lines = [f"{'StackSet':28} {'state':10} {'operation':24} {'sets':>7} {'time':>6}"]
         lines += [self._line(name, row) for name, row in self.rows.items()]
         self.stream.write("\n".join(lines) + "\n")
         self.stream.flush()

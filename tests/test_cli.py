@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -26,7 +27,8 @@ def run(*argv: str) -> int:
     return deploy.main(list(argv))
 
 
-@pytest.mark.parametrize("command", [[], ["render"], ["validate"], ["schema"]])
+@pytest.mark.parametrize("command", [[], ["render"], ["validate"], ["schema"], ["plan"], ["deploy"], ["status"], ["drift"],
+                                     ["destroy"], ["graph"]])
 def test_help_on_every_command(command, capsys):
     assert run(*command, "--help") == 0
     assert "--config" in capsys.readouterr().out or command == []
@@ -112,3 +114,26 @@ def test_ci_runs_the_readme_test_command():
     assert install_and_test.startswith("python3 -m venv .venv && .venv/bin/pip install -e '.[dev,sandbox]'")
     assert "pip\" install --quiet -e '.[dev,sandbox]'" in ci
     assert '"$venv/bin/python" -m pytest\n' in ci
+
+
+def test_graph_prints_mermaid(capsys):
+    assert run("graph", "--config", str(EXAMPLE_CONFIG), "--templates", str(TEMPLATES)) == 0
+    assert capsys.readouterr().out.startswith("graph LR")
+
+
+def test_deploy_refuses_to_run_unconfirmed_without_a_terminal(workdir, capsys, monkeypatch):
+    monkeypatch.setattr("sys.stdin.isatty", lambda: False)
+    assert run("destroy", "--sandbox", *paths(workdir)) == 2
+    assert "pass --yes" in capsys.readouterr().err
+
+
+def test_sandbox_plan_then_deploy_end_to_end(workdir, capsys, monkeypatch):
+    monkeypatch.chdir(workdir)
+    assert run("plan", "--sandbox", "--json", *paths(workdir)) == 0
+    planned = json.loads(capsys.readouterr().out)
+    assert len(planned["stacksets"]) == 10 and all(item["changed"] for item in planned["stacksets"])
+    assert run("deploy", "--sandbox", "--yes", "--timeline", str(workdir / "timeline.json"), *paths(workdir)) == 0
+    out = capsys.readouterr().out
+    assert "10 of 10 StackSets change" in out and "\nok in " in out
+    assert out.count("CURRENT") >= 10  # the final status table: every instance current
+    assert json.loads((workdir / "timeline.json").read_text())["operations"]

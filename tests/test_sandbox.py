@@ -89,6 +89,7 @@ def deployed(cfg: Config) -> Deployed:
     sandbox = Sandbox(REGION)
     sandbox.start()
     try:
+        sandbox.reset()  # moto's backends live as long as the process; other test modules may have used them
         started = time.perf_counter()
         ids = sandbox.setup_organization(cfg)
         sandbox.client("s3").create_bucket(Bucket=STAGING_BUCKET,
