@@ -27,8 +27,10 @@ def run(*argv: str) -> int:
     return deploy.main(list(argv))
 
 
-@pytest.mark.parametrize("command", [[], ["render"], ["validate"], ["schema"], ["plan"], ["deploy"], ["status"], ["drift"],
-                                     ["destroy"], ["graph"]])
+COMMANDS = ["render", "validate", "schema", "plan", "deploy", "status", "drift", "destroy", "graph"]
+
+
+@pytest.mark.parametrize("command", [[]] + [[name] for name in COMMANDS])
 def test_help_on_every_command(command, capsys):
     assert run(*command, "--help") == 0
     assert "--config" in capsys.readouterr().out or command == []
