@@ -290,7 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
     aws.add_argument("--state", default=".rstudio-fargate/state.json", metavar="PATH",
                      help="where operations in flight are recorded, so an interrupted run resumes them")
     aws.add_argument("--timeout", type=float, default=3600, metavar="SECONDS", help="limit per StackSet operation")
-    aws.add_argument("--workers", type=int, default=4, help="StackSets deployed at once (default: %(default)s)")
+    aws.add_argument("--workers", type=int, default=8, help="StackSets deployed at once (default: %(default)s)")
     changes = argparse.ArgumentParser(add_help=False)
     changes.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     changes.add_argument("--timeline", metavar="PATH", help="write the run's operations with start and end (JSON)")
