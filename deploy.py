@@ -187,11 +187,25 @@ def cmd_deploy(args: argparse.Namespace, cfg: Config) -> int:
             report = executor.deploy(plan)
             sys.stdout.write(summary_table(report))
             _write_timeline(args, report)
-            if report.ok:
-                sys.stdout.write(status_table(executor.status(plan)))
-            return EXIT_OK if report.ok else EXIT_FAILED
+            if not report.ok:
+                return EXIT_FAILED
+            sys.stdout.write(status_table(executor.status(plan)))
+            if args.sandbox:
+                return _rerun(executor, plan)
+            return EXIT_OK
 
     return _run(run)
+
+
+def _rerun(executor: Any, plan: Any) -> int:
+    """A rehearsal also proves convergence: deploying the same plan again must change nothing."""
+    again = executor.deploy(plan)
+    calls = sum(again.calls.values())
+    print(f"sandbox re-run of the same plan: {calls} create/update/delete call(s)")
+    if calls or not again.ok:
+        print("error: the second deploy was not a no-op; the plan does not converge", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
 
 
 def cmd_status(args: argparse.Namespace, cfg: Config) -> int:

@@ -137,5 +137,6 @@ def test_sandbox_plan_then_deploy_end_to_end(workdir, capsys, monkeypatch):
     assert run("deploy", "--sandbox", "--yes", "--timeline", str(workdir / "timeline.json"), *paths(workdir)) == 0
     out = capsys.readouterr().out
     assert "10 of 10 StackSets change" in out and "\nok in " in out
+    assert "sandbox re-run of the same plan: 0 create/update/delete call(s)" in out
     assert out.count("CURRENT") >= 10  # the final status table: every instance current
     assert json.loads((workdir / "timeline.json").read_text())["operations"]
