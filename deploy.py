@@ -114,7 +114,9 @@ def _aws(args: argparse.Namespace, cfg: Config, plan: Any) -> Iterator[tuple[Any
     with Sandbox(region=cfg.default_region) as sandbox:
         sandbox.reset()  # an empty AWS every time, even when called twice in one process (tests)
         id_map = sandbox.setup_organization(cfg)
-        print(f"sandbox: embedded AWS at {sandbox.endpoint_url}, {len(id_map.accounts)} accounts", file=sys.stderr)
+        print(f"sandbox: embedded AWS at {sandbox.endpoint_url}; config account -> sandbox account:", file=sys.stderr)
+        for config_id, sandbox_id in sorted(id_map.accounts.items()):
+            print(f"  {config_id} -> {sandbox_id}", file=sys.stderr)
         clients = Clients(cfg.default_region, endpoint_url=sandbox.endpoint_url)
         yield clients, remap_plan(plan, id_map)
 
