@@ -96,6 +96,13 @@ DATASYNC_OBJECT_ACTIONS = (s3.AbortMultipartUpload, s3.DeleteObject, s3.GetObjec
                            s3.PutObject, s3.PutObjectTagging)  # fmt: skip
 
 
+def dead_letter_key_statement() -> Statement:
+    """For a key policy: EventBridge rules of this account encrypt what they dead-letter into a queue under this key."""
+    return Statement(Sid="EventBridgeDeadLetters", Effect=Allow, Principal=Principal("Service", "events.amazonaws.com"),
+                     Action=[AwacsAction("kms", "Decrypt"), AwacsAction("kms", "GenerateDataKey")], Resource=["*"],
+                     Condition=Condition(ArnLike("aws:SourceArn", regional_arn("events", "rule/*"))))  # fmt: skip
+
+
 def deny_insecure_transport(resources: list) -> Statement:
     return Statement(
         Sid="DenyInsecureTransport",
@@ -140,6 +147,7 @@ __all__ = [
     "KEY_USE_ACTIONS",
     "LOGS_KEY_ACTIONS",
     "account_key_statements",
+    "dead_letter_key_statement",
     "kms_actions",
     "Action",
     "Allow",

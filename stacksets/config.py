@@ -62,7 +62,7 @@ FARGATE_SIZES: dict[int, tuple[int, ...]] = {
 }
 
 # Each per-user RStudio server adds about ten resources to the instance template (CloudFormation allows 500).
-MAX_PER_USER_SERVERS = 40
+MAX_PER_USER_SERVERS = 32
 
 # Names that would collide with accounts the images create, or that read as something else in a host name.
 RESERVED_USER_NAMES = frozenset(

@@ -249,6 +249,10 @@ STUB_TYPES: dict[str, tuple[str, str]] = {
     "AWS::ApplicationAutoScaling::ScalableTarget": ("application-autoscaling", "scalable-target/"),
     "AWS::ApplicationAutoScaling::ScalingPolicy": ("autoscaling", "scalingPolicy:"),
     "AWS::Athena::WorkGroup": ("athena", "workgroup/"),
+    "AWS::DataSync::LocationEFS": ("datasync", "location/loc-"),
+    "AWS::DataSync::LocationS3": ("datasync", "location/loc-"),
+    "AWS::DataSync::Task": ("datasync", "task/task-"),
+    "AWS::Lambda::EventInvokeConfig": ("lambda", "event-invoke-config/"),
     "AWS::EC2::SecurityGroupEgress": ("ec2", "security-group-rule/"),
     "AWS::EC2::VPCCidrBlock": ("ec2", "vpc-cidr-assoc/"),
     "AWS::ECS::CapacityProvider": ("ecs", "capacity-provider/"),
@@ -291,6 +295,8 @@ def install_shims() -> None:
         _patch_yaml_short_forms()
         _patch_stacksets()
         _patch_template_url()
+        _patch_efs_getatts()
+        _patch_custom_resources()
         from moto.cloudformation import parsing
 
         parsing.get_model_list.cache_clear()
@@ -525,6 +531,38 @@ def _patch_getatts() -> None:
             # What AWS would assign with AmazonProvidedIpv6CidrBlock (moto has no AWS::EC2::VPCCidrBlock).
             return [f"2600:1f18:{int(self.id[-4:], 16):x}::/56"]
         return original(self, attribute_name)
+
+
+def _patch_efs_getatts() -> None:
+    """moto's EFS models lack Ref/GetAtt support that CloudFormation has (access point Ref is the object's repr)."""
+    from moto.efs.models import AccessPoint, FileSystem, MountTarget
+
+    def access_point_attribute(self: Any, attribute_name: str) -> Any:
+        return {"Arn": self.access_point_arn, "AccessPointId": self.access_point_id}[attribute_name]
+
+    def file_system_attribute(self: Any, attribute_name: str) -> Any:
+        return {"Arn": self.file_system_arn, "FileSystemId": self.file_system_id}[attribute_name]
+
+    AccessPoint.physical_resource_id = property(lambda self: self.access_point_id)  # type: ignore[attr-defined]
+    AccessPoint.get_cfn_attribute = access_point_attribute  # type: ignore[attr-defined]
+    AccessPoint.has_cfn_attr = classmethod(lambda cls, attr: attr in ("Arn", "AccessPointId"))  # type: ignore[assignment]
+    FileSystem.get_cfn_attribute = file_system_attribute  # type: ignore[attr-defined]
+    FileSystem.has_cfn_attr = classmethod(lambda cls, attr: attr in ("Arn", "FileSystemId"))  # type: ignore[assignment]
+    MountTarget.has_cfn_attr = classmethod(lambda cls, attr: False)  # type: ignore[assignment]
+
+
+def _patch_custom_resources() -> None:
+    """moto runs custom-resource Lambdas in Docker; a rehearsal records them instead (no welcome e-mail is sent)."""
+    from moto.cloudformation import parsing
+
+    original = parsing.resource_class_from_type
+    custom_stub = _stub_model("Custom::Resource", "cloudformation", "custom-resource/")
+    _MODELS.append(custom_stub)
+
+    def resource_class_from_type(resource_type: str) -> Any:
+        return custom_stub if resource_type.startswith("Custom::") else original(resource_type)
+
+    parsing.resource_class_from_type = resource_class_from_type
 
 
 def _patch_kms_key_policy() -> None:

@@ -154,7 +154,7 @@ BAD_CONFIGS = [
      "dns", "64 characters"),
     ("no-instances", set_path("instances", {}), "instances", "at least 1"),
     ("per-user-too-many-users", set_path("instances.prod.users", {f"user{i:02d}": {"email": f"u{i}@example.com",
-     "uid": 3001 + i} for i in range(41)}), "instances.prod", "limited to 40 users"),  # fmt: skip
+     "uid": 3001 + i} for i in range(33)}), "instances.prod", "limited to 32 users"),  # fmt: skip
 ]
 
 

@@ -50,7 +50,7 @@ def _apply(data: dict, path: tuple, operation: str, value: Any) -> None:
         node[leaf].append(copy.deepcopy(node[leaf][0]) if node[leaf] else value)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     mutations=st.lists(
         st.tuples(st.sampled_from(PATHS), st.sampled_from(["replace", "delete", "add-key", "duplicate-into-list"]),

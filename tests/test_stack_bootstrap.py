@@ -38,7 +38,7 @@ def test_only_the_admin_account_may_assume_the_role(cfg: Config, example_data: d
     assert other[0]["Principal"] == {"AWS": {"Fn::Sub": "arn:${AWS::Partition}:iam::999999999999:root"}}
 
 
-def test_permissions_are_read_only_cloudformation(cfg: Config) -> None:
+def test_permissions_are_read_only_cloudformation_and_ses_verification(cfg: Config) -> None:
     statements = _permission_statements(_role(cfg))
     assert all(s["Effect"] == "Allow" for s in statements)
     actions = {action for s in statements for action in s["Action"]}
@@ -46,6 +46,8 @@ def test_permissions_are_read_only_cloudformation(cfg: Config) -> None:
         "cloudformation:DescribeStacks",
         "cloudformation:DescribeStackEvents",
         "cloudformation:ListStacks",
+        # The SES preflight (stacksets/preflight.py) reads whether welcome e-mail identities are verified.
+        "ses:GetIdentityVerificationAttributes",
     }
     assert not any(a == "*" or a.endswith(":*") for a in actions)
 
@@ -63,9 +65,10 @@ def test_describe_is_scoped_to_this_projects_stack_instances(cfg: Config) -> Non
             ],
         }
     ]
-    # Resource "*" only for the action that has no resource-level permissions.
+    # Resource "*" only for the actions that have no resource-level permissions, each in its own statement.
     unscoped = [s for s in statements if "*" in s["Resource"]]
-    assert [s["Action"] for s in unscoped] == [["cloudformation:ListStacks"]]
+    assert [s["Action"] for s in unscoped] == [["cloudformation:ListStacks"], ["ses:GetIdentityVerificationAttributes"]]
+    assert all(s["Resource"] == ["*"] and "Condition" not in s for s in unscoped)
 
 
 def test_outputs_the_role_arn(cfg: Config) -> None:

@@ -147,16 +147,20 @@ def test_key_is_retained_rotated_and_aliased_per_instance(cfg):
     }  # fmt: skip
 
 
-def test_key_policy_lets_only_this_accounts_iam_and_its_log_groups_use_the_key(cfg):
+def test_key_policy_lets_only_this_accounts_iam_its_log_groups_and_its_dead_letters_use_the_key(cfg):
     policy = resources(cfg, "dev")["InstanceKey"]["Properties"]["KeyPolicy"]["Statement"]
     account = {"AWS": sub("arn:${AWS::Partition}:iam::${AWS::AccountId}:root")}
+    events = {"Service": "events.amazonaws.com"}
     logs = {"Service": sub("logs.${AWS::Region}.amazonaws.com")}
-    assert [s["Principal"] for s in policy] == [account, account, logs]
+    assert [s["Principal"] for s in policy] == [account, account, events, logs]
+    assert policy[2]["Condition"] == {
+        "ArnLike": {"aws:SourceArn": sub("arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:rule/*")}
+    }
     assert all(s["Effect"] == "Allow" for s in policy)
     actions = [action for s in policy for action in s["Action"]]
     assert "kms:*" not in actions and "*" not in actions
     assert "kms:Put*" in actions  # without it the account could lock itself out of the key
-    assert policy[2]["Condition"] == {
+    assert policy[3]["Condition"] == {
         "ArnLike": {
             "kms:EncryptionContext:aws:logs:arn": sub(
                 "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:*"

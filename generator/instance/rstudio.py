@@ -3,9 +3,9 @@
 Open-source RStudio is single-node and keeps its users' state in their homes, so each service runs one task and a
 deployment stops the old task before starting the new one (minimum healthy 0 %, maximum 100 %): two rservers never
 share a home. A failed deployment rolls back by itself. ECS Exec is the admin path; the shared RStudio task role gains
-only the ECS Exec rights, as one separate policy, because every R session on every server can use that role. Each
-server has its own log group and its own execution role, which can read only that server's secrets, so a task can
-never start with another user's password.
+only the ECS Exec rights and its EFS mounts (storage.py), as separate policies, because every R session on every
+server can use that role. Each server has its own log group and its own execution role, which can read only that
+server's secrets, so a task can never start with another user's password.
 
 Container contract (the image comes from the central `rstudio` repository, issue 6):
 - One container named "rstudio", started with the image's own `/init` (rocker: s6-overlay v2, run as root), listening
@@ -24,6 +24,14 @@ Container contract (the image comes from the central `rstudio` repository, issue
   The image must consume PASSWORD_* and SECURE_COOKIE_KEY before rocker's 01_set_env runs and remove them from the
   container environment (s6's /var/run/s6/container_environment): 01_set_env copies every variable except PASSWORD
   into Renviron.site, which every R user can read.
+- EFS mounts (storage.py has the UID/GID design): a per-user server gets only its user's home at /home/<user>,
+  created by EFS as uid:uid 0700; the shared server gets /home, keeps it root:root 0755 at start (EFS may have
+  created it for per-user homes, owned by a user) and creates each missing /home/<name> as uid:uid 0700. Homes that
+  exist are never chowned recursively (slow on EFS, and their owners are already right).
+  /srv/shiny-server (read-write) is the shared app folder, root:shiny-apps 3775: the image creates group "shiny-apps"
+  with GID 1999 and adds every user of RSTUDIO_USERS to it. /s3_data_sync/hourly_sync and
+  /s3_data_sync/instant_upload are read-only. rserver's own state (/var/lib/rstudio-server, a SQLite database) stays
+  off EFS. Users get no sudo: root in the task could mount any user's home with the shared task role.
 - Stops get SIGTERM and 120 s (the Fargate maximum) so rserver can suspend sessions; an init process runs as PID 1
   for ECS Exec, which s6-overlay v2 tolerates (v3 would not start). The root filesystem stays writable: rocker's init
   writes /etc/passwd, Renviron.site and rserver.conf at start, and ECS Exec needs it.
@@ -67,6 +75,7 @@ from generator.instance.network import Network
 from generator.instance.secrets import RStudioSecrets
 from generator.instance.security_groups import RSTUDIO_PORT, SecurityGroups
 from generator.instance.servers import SHARED_ADMIN_USER, RStudioServer, rstudio_servers
+from generator.instance.storage import Storage, mount_dependencies, rstudio_mounts, task_volumes
 from generator.instance.tasks import (
     FARGATE_PLATFORM_VERSION,
     add_execution_role,
@@ -92,7 +101,7 @@ class RStudioService(NamedTuple):
 def add_rstudio(t: Template, cfg: Config, instance: str, network: Network, groups: SecurityGroups,
                 cluster_parts: ClusterParts, key: Key, task_role: Role, secrets: RStudioSecrets,
                 target_groups: dict[str, TargetGroup], rules: dict[str, ListenerRule],
-                capacity: Ec2Capacity | None) -> dict[str, RStudioService]:  # fmt: skip
+                capacity: Ec2Capacity | None, storage: Storage | None = None) -> dict[str, RStudioService]:  # fmt: skip
     """One service per RStudio server, keyed like the target groups and rules by RStudioServer.key."""
     on_ec2 = cfg.instances[instance].rstudio.launch_type is LaunchType.ec2
     if on_ec2 != (capacity is not None):
@@ -105,8 +114,10 @@ def add_rstudio(t: Template, cfg: Config, instance: str, network: Network, group
         log_group = add_log_group(t, server.id("LogGroup"), f"/rstudio/{instance}/{server.name}", key, retention)
         execution_role = add_execution_role(t, server.id("ExecutionRole"), cfg, "rstudio", log_group, key,
                                             list(own.values()))  # fmt: skip
-        definition = add_rstudio_task_definition(t, cfg, instance, server, log_group, execution_role, task_role, own)
+        definition = add_rstudio_task_definition(t, cfg, instance, server, log_group, execution_role, task_role, own,
+                                                 storage)  # fmt: skip
         depends_on = [rules[server.key].title, exec_policy.title] + ([capacity.associations.title] if capacity else [])
+        depends_on += mount_dependencies(storage, "rstudio") if storage else []
         service = add_rstudio_service(t, cfg, instance, server, network, groups, cluster_parts, definition,
                                       target_groups[server.key], capacity, depends_on)  # fmt: skip
         services[server.key] = RStudioService(service, definition, execution_role, log_group)
@@ -151,8 +162,9 @@ def container_environment(cfg: Config, instance: str, server: RStudioServer) -> 
 
 def add_rstudio_task_definition(t: Template, cfg: Config, instance: str, server: RStudioServer, log_group: LogGroup,
                                 execution_role: Role, task_role: Role,
-                                own: dict[str, Secret]) -> TaskDefinition:  # fmt: skip
+                                own: dict[str, Secret], storage: Storage | None = None) -> TaskDefinition:  # fmt: skip
     settings = cfg.instances[instance].rstudio
+    volumes, mount_points = task_volumes(storage, rstudio_mounts(server)) if storage else ([], [])
     container = ContainerDefinition(
         Name="rstudio", Image=image(cfg, "rstudio", cfg.images.rstudio), Essential=True,
         PortMappings=[PortMapping(ContainerPort=RSTUDIO_PORT, Protocol="tcp")],
@@ -161,7 +173,7 @@ def add_rstudio_task_definition(t: Template, cfg: Config, instance: str, server:
         LinuxParameters=LinuxParameters(InitProcessEnabled=True), ReadonlyRootFilesystem=False,
         StopTimeout=STOP_TIMEOUT_SECONDS,
         Ulimits=[Ulimit(Name="nofile", SoftLimit=OPEN_FILES, HardLimit=OPEN_FILES)],
-        LogConfiguration=awslogs(log_group, "rstudio"),
+        LogConfiguration=awslogs(log_group, "rstudio"), **({"MountPoints": mount_points} if storage else {}),
     )  # fmt: skip
     fargate = settings.launch_type is LaunchType.fargate
     platform = {"RuntimePlatform": RuntimePlatform(OperatingSystemFamily="LINUX", CpuArchitecture="X86_64")}
@@ -169,7 +181,7 @@ def add_rstudio_task_definition(t: Template, cfg: Config, instance: str, server:
         server.id("TaskDefinition"), Family=f"rstudio-{instance}-{server.name}", NetworkMode="awsvpc",
         Cpu=str(settings.cpu), Memory=str(settings.memory), RequiresCompatibilities=["FARGATE" if fargate else "EC2"],
         ExecutionRoleArn=GetAtt(execution_role, "Arn"), TaskRoleArn=GetAtt(task_role, "Arn"),
-        ContainerDefinitions=[container], **(platform if fargate else {}),
+        ContainerDefinitions=[container], **(platform if fargate else {}), **({"Volumes": volumes} if storage else {}),
     )  # fmt: skip
     return t.add_resource(definition)
 
@@ -198,6 +210,7 @@ def add_rstudio_service(t: Template, cfg: Config, instance: str, server: RStudio
         EnableExecuteCommand=True, EnableECSManagedTags=True, PropagateTags="SERVICE",
         Tags=Tags({"rstudio:instance": instance, "rstudio:host": server.host}),
         # A target group must belong to a load balancer before a service can register into it; the exec policy must
-        # exist before the first task's agent asks for a channel; an EC2 provider must be associated with the cluster.
+        # exist before the first task's agent asks for a channel; an EC2 provider must be associated with the cluster;
+        # EFS mounts need the task role's grant and the mount targets.
         DependsOn=depends_on, **placement,
     ))  # fmt: skip

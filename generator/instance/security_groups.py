@@ -30,7 +30,7 @@ class SecurityGroups(NamedTuple):
     bastion: SecurityGroup | None
 
 
-def _group(t: Template, title: str, instance: str, purpose: str, vpc: VPC) -> SecurityGroup:
+def add_group(t: Template, title: str, instance: str, purpose: str, vpc: VPC) -> SecurityGroup:
     # Any explicit egress rule replaces the default allow-all; this one matches nothing (the AWS CDK's idiom), so each
     # group can reach exactly what its separate egress rules list.
     return t.add_resource(SecurityGroup(
@@ -64,10 +64,10 @@ def allow_out(t: Template, title: str, group: SecurityGroup, port: int, descript
 
 
 def add_security_groups(t: Template, instance: str, settings: Instance, vpc: VPC) -> SecurityGroups:
-    alb = _group(t, "AlbSecurityGroup", instance, "load balancer", vpc)
-    rstudio = _group(t, "RStudioSecurityGroup", instance, "RStudio tasks", vpc)
-    shiny = _group(t, "ShinySecurityGroup", instance, "Shiny tasks", vpc)
-    bastion = _group(t, "BastionSecurityGroup", instance, "SSH bastion", vpc) if settings.bastion.enabled else None
+    alb = add_group(t, "AlbSecurityGroup", instance, "load balancer", vpc)
+    rstudio = add_group(t, "RStudioSecurityGroup", instance, "RStudio tasks", vpc)
+    shiny = add_group(t, "ShinySecurityGroup", instance, "Shiny tasks", vpc)
+    bastion = add_group(t, "BastionSecurityGroup", instance, "SSH bastion", vpc) if settings.bastion.enabled else None
 
     for family, cidr in ANYWHERE.items():
         allow(t, f"AlbHttpsFrom{family}", alb, HTTPS_PORT, "HTTPS from clients (WAF filters them)", cidr=cidr)

@@ -6,8 +6,14 @@ writing app stderr to its own stderr (SHINY_LOG_STDERR=1, Shiny Server 1.5.13+) 
 state a replacement task would need: an app session lives in one R process, which is why the ALB (ingress) pins each
 browser to one task with a cookie, and why deployments may roll task by task without downtime.
 
-Shiny apps get no AWS data access: the task role only carries what ECS Exec needs. An app that must read data
-deliberately gets its own grant later, instead of every published app inheriting what RStudio users may do.
+EFS (storage.py): the shared app folder is mounted read-only at /srv/shiny-server, so a published app cannot change
+itself or another app; apps write to their session's temp directory or under /home/shiny. The image gives the user
+"shiny" uid and gid 999 and makes it a member of group "shiny-apps" (GID 1999), which owns everything RStudio users
+save in the app folder. /home/shiny (read-write, shiny 0750) is shared by all replicas: Shiny Server's
+bookmark_state_dir is /home/shiny/bookmarks, so a bookmark made on one replica restores on any other.
+
+Shiny apps get no AWS data access: the task role only carries what ECS Exec and the EFS mounts need. An app that must
+read data deliberately gets its own grant later, instead of every published app inheriting what RStudio users may do.
 
 Tasks run in the private subnets of every AZ; ECS spreads a Fargate service's tasks across the subnets' AZs on its
 own (no placement strategy exists or is needed on Fargate), and AZ rebalancing moves them back after an AZ outage.
@@ -53,6 +59,7 @@ from generator.iam import document
 from generator.instance.cluster import ClusterParts
 from generator.instance.network import Network
 from generator.instance.security_groups import SHINY_PORT, SecurityGroups
+from generator.instance.storage import Storage, mount_dependencies, shiny_mounts, task_volumes
 from generator.instance.tasks import (
     FARGATE_PLATFORM_VERSION,
     add_execution_role,
@@ -78,26 +85,36 @@ class ShinyService(NamedTuple):
 
 def add_shiny(t: Template, cfg: Config, instance: str, network: Network, groups: SecurityGroups,
               cluster_parts: ClusterParts, key: Key, load_balancer: Alb, target_group: TargetGroup,
-              rule: ListenerRule) -> ShinyService:  # fmt: skip
+              rule: ListenerRule, storage: Storage | None = None,
+              task_role: Role | None = None) -> ShinyService:  # fmt: skip
+    """`task_role`: from add_shiny_task_role when storage needed the role first; made here when not given."""
     settings = cfg.instances[instance]
     log_group = add_log_group(t, "ShinyLogGroup", f"/rstudio/{instance}/shiny", key, settings.logs.retention_days)
     execution_role = add_execution_role(t, "ShinyExecutionRole", cfg, "shiny", log_group, key, secrets=[])
-    task_role = t.add_resource(
-        Role("ShinyTaskRole", Description=f"Shiny tasks of RStudio instance {instance}: ECS Exec only, no data access",
-             AssumeRolePolicyDocument=ecs_tasks_trust(),
-             Policies=[RolePolicy(PolicyName="ecs-exec",
-                                  PolicyDocument=document(*ecs_exec_statements(cluster_parts.exec_log_group, key)))])
-    )  # fmt: skip
-    task_definition = add_shiny_task_definition(t, cfg, instance, log_group, execution_role, task_role)
-    service = add_shiny_service(t, cfg, instance, network, groups, cluster_parts, task_definition, target_group, rule)
+    task_role = task_role or add_shiny_task_role(t, instance, cluster_parts, key)
+    task_definition = add_shiny_task_definition(t, cfg, instance, log_group, execution_role, task_role, storage)
+    depends_on = [rule.title] + (mount_dependencies(storage, "shiny") if storage else [])
+    service = add_shiny_service(t, cfg, instance, network, groups, cluster_parts, task_definition, target_group,
+                                depends_on)  # fmt: skip
     target, policies = add_shiny_autoscaling(t, settings.shiny.autoscaling, cluster_parts, service, load_balancer,
                                              target_group)  # fmt: skip
     return ShinyService(task_definition, service, task_role, target, policies)
 
 
+def add_shiny_task_role(t: Template, instance: str, cluster_parts: ClusterParts, key: Key) -> Role:
+    """Separate from add_shiny because the storage grants and the file-system policy name this role."""
+    return t.add_resource(
+        Role("ShinyTaskRole", Description=f"Shiny tasks of instance {instance}: ECS Exec, app folder, no data access",
+             AssumeRolePolicyDocument=ecs_tasks_trust(),
+             Policies=[RolePolicy(PolicyName="ecs-exec",
+                                  PolicyDocument=document(*ecs_exec_statements(cluster_parts.exec_log_group, key)))])
+    )  # fmt: skip
+
+
 def add_shiny_task_definition(t: Template, cfg: Config, instance: str, log_group: LogGroup, execution_role: Role,
-                              task_role: Role) -> TaskDefinition:  # fmt: skip
+                              task_role: Role, storage: Storage | None = None) -> TaskDefinition:  # fmt: skip
     shiny = cfg.instances[instance].shiny
+    volumes, mount_points = task_volumes(storage, shiny_mounts()) if storage else ([], [])
     container = ContainerDefinition(
         Name="shiny", Image=image(cfg, "shiny", cfg.images.shiny), Essential=True,
         PortMappings=[PortMapping(ContainerPort=SHINY_PORT, Protocol="tcp")],
@@ -107,20 +124,20 @@ def add_shiny_task_definition(t: Template, cfg: Config, instance: str, log_group
         # ECS Exec (the admin path) needs a writable root filesystem, and Fargate has no tmpfs for Shiny Server's
         # writable directories.
         ReadonlyRootFilesystem=False,
-        LogConfiguration=awslogs(log_group, "shiny"),
+        LogConfiguration=awslogs(log_group, "shiny"), **({"MountPoints": mount_points} if storage else {}),
     )  # fmt: skip
     return t.add_resource(TaskDefinition(
         "ShinyTaskDefinition", Family=f"rstudio-{instance}-shiny", Cpu=str(shiny.cpu), Memory=str(shiny.memory),
         NetworkMode="awsvpc", RequiresCompatibilities=["FARGATE"],
         RuntimePlatform=RuntimePlatform(OperatingSystemFamily="LINUX", CpuArchitecture="X86_64"),
         ExecutionRoleArn=GetAtt(execution_role, "Arn"), TaskRoleArn=GetAtt(task_role, "Arn"),
-        ContainerDefinitions=[container],
+        ContainerDefinitions=[container], **({"Volumes": volumes} if storage else {}),
     ))  # fmt: skip
 
 
 def add_shiny_service(t: Template, cfg: Config, instance: str, network: Network, groups: SecurityGroups,
                       cluster_parts: ClusterParts, task_definition: TaskDefinition, target_group: TargetGroup,
-                      rule: ListenerRule) -> Service:  # fmt: skip
+                      depends_on: list[str]) -> Service:  # fmt: skip
     shiny = cfg.instances[instance].shiny
     return t.add_resource(
         Service(
@@ -139,8 +156,9 @@ def add_shiny_service(t: Template, cfg: Config, instance: str, network: Network,
                 MinimumHealthyPercent=100, MaximumPercent=200,
                 DeploymentCircuitBreaker=DeploymentCircuitBreaker(Enable=True, Rollback=True)),
             EnableExecuteCommand=True, EnableECSManagedTags=True, PropagateTags="SERVICE",
-            # A target group must belong to a load balancer before a service can register into it.
-            DependsOn=[rule.title],
+            # A target group must belong to a load balancer before a service can register into it (the rule), and
+            # tasks mount EFS only once the task role's grant and the mount targets exist.
+            DependsOn=depends_on,
         )
     )  # fmt: skip
 

@@ -2,12 +2,13 @@
 
 Deployed by the `rstudio-bootstrap` StackSet to every account of the bootstrap OUs (or the listed accounts). The
 orchestrator reads the outputs of stack instances in other accounts through this role and, when an instance fails,
-the stack events that say why. It grants nothing that writes.
+the stack events that say why; the preflight check reads whether the welcome e-mail's SES identities are verified.
+It grants nothing that writes.
 """
 
 from __future__ import annotations
 
-from awacs import cloudformation, sts
+from awacs import cloudformation, ses, sts
 from awacs.aws import AWSPrincipal
 from troposphere import GetAtt, Output, Template
 from troposphere.iam import Policy as RolePolicy
@@ -48,14 +49,19 @@ def add_reader_role(t: Template, cfg: Config) -> Role:
     )
     # ListStacks has no resource-level permissions: IAM only accepts Resource "*" for it.
     list_stacks = Statement(Sid="ListStacks", Effect=Allow, Action=[cloudformation.ListStacks], Resource=["*"])
+    # SES preflight (stacksets/preflight.py). GetIdentityVerificationAttributes has no resource-level permissions
+    # either, and it reveals only whether addresses and domains are verified.
+    ses_verification = Statement(Sid="ReadSesVerification", Effect=Allow,
+                                 Action=[ses.GetIdentityVerificationAttributes], Resource=["*"])  # fmt: skip
+    policy = document(read_stacks, list_stacks, ses_verification)
     return t.add_resource(
         Role(
             "DeployReaderRole",
             RoleName=naming.DEPLOY_READER_ROLE,
-            Description="Read-only: lets the rstudio-fargate orchestrator read stack instance outputs and events",
+            Description="Read-only: lets the rstudio-fargate orchestrator read stack instances and SES verification",
             AssumeRolePolicyDocument=trust,
             MaxSessionDuration=3600,
-            Policies=[RolePolicy(PolicyName="read-stack-instances", PolicyDocument=document(read_stacks, list_stacks))],
+            Policies=[RolePolicy(PolicyName="read-stack-instances", PolicyDocument=policy)],
         )
     )
 

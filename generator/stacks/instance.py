@@ -33,6 +33,7 @@ from generator.iam import (
     account_key_statements,
     account_root,
     arn,
+    dead_letter_key_statement,
     document,
     kms_actions,
     regional_arn,
@@ -42,6 +43,7 @@ from generator.iam import (
 from generator.instance.bastion import add_bastion
 from generator.instance.capacity import add_ec2_capacity
 from generator.instance.cluster import add_cluster
+from generator.instance.datasync import add_datasync
 from generator.instance.dns import add_alias_records, add_certificates
 from generator.instance.ingress import add_ingress
 from generator.instance.network import add_network
@@ -49,8 +51,10 @@ from generator.instance.rstudio import add_rstudio
 from generator.instance.secrets import add_rstudio_secrets
 from generator.instance.security_groups import add_security_groups
 from generator.instance.servers import rstudio_servers, shiny_host
-from generator.instance.shiny import add_shiny
+from generator.instance.shiny import add_shiny, add_shiny_task_role
+from generator.instance.storage import TaskRoles, add_storage
 from generator.instance.waf import add_waf
+from generator.instance.welcome import add_welcome_email
 from stacksets.config import Config, LaunchType
 from stacksets.naming import instance_stackset
 
@@ -77,13 +81,18 @@ def build(cfg: Config, instance: str) -> Template:
     add_alias_records(t, cfg, instance, ingress.load_balancer)
     add_waf(t, cfg, instance, ingress.load_balancer, key)
 
+    shiny_role = add_shiny_task_role(t, instance, cluster, key)
+    storage = add_storage(t, cfg, instance, network, groups, key, TaskRoles(roles.rstudio_task, shiny_role))
+    add_datasync(t, cfg, instance, network, storage, key, roles.datasync)
+
     secrets = add_rstudio_secrets(t, cfg, instance, key)
     on_ec2 = settings.rstudio.launch_type is LaunchType.ec2
     capacity = add_ec2_capacity(t, cfg, instance, network, cluster, key) if on_ec2 else None
     add_rstudio(t, cfg, instance, network, groups, cluster, key, roles.rstudio_task, secrets,
-                ingress.rstudio_target_groups, ingress.rstudio_rules, capacity)  # fmt: skip
+                ingress.rstudio_target_groups, ingress.rstudio_rules, capacity, storage)  # fmt: skip
     add_shiny(t, cfg, instance, network, groups, cluster, key, ingress.load_balancer, ingress.shiny_target_group,
-              ingress.shiny_rule)  # fmt: skip
+              ingress.shiny_rule, storage, shiny_role)  # fmt: skip
+    add_welcome_email(t, cfg, instance, key, secrets, rstudio_servers(cfg, instance))
     add_bastion(t, cfg, instance, network, groups, cluster, key)
     add_outputs(t, cfg, instance, key, roles)
     return t
@@ -93,6 +102,7 @@ def add_key(t: Template, instance: str) -> Key:
     """The instance's customer managed key: logs now, EFS and secrets (granted through IAM) later."""
     key_policy = document(
         *account_key_statements(),
+        dead_letter_key_statement(),
         # "*" in a key policy means this key. The encryption context pins use to log groups of this account and region.
         Statement(
             Sid="CloudWatchLogsOfThisAccount",

@@ -81,6 +81,7 @@ from generator.iam import (
     account_root,
     arn,
     conditions,
+    dead_letter_key_statement,
     document,
     kms_actions,
     named_role_principal,
@@ -185,10 +186,7 @@ def key_policy(cfg: Config, instance: str) -> PolicyDocument:
                   Action=[awacs.kms.Decrypt, awacs.kms.DescribeKey],
                   Condition=conditions(datasync_condition,
                                        StringEquals("kms:ViaService", Sub("s3.${AWS::Region}.amazonaws.com")))),
-        # EventBridge encrypts what it dead-letters into the instance's queue.
-        Statement(Sid="EventBridgeDeadLetters", Effect=Allow, Principal=Principal("Service", "events.amazonaws.com"),
-                  Action=[awacs.kms.Decrypt, awacs.kms.GenerateDataKey], Resource=["*"],
-                  Condition=Condition(ArnLike("aws:SourceArn", regional_arn("events", "rule/*")))),
+        dead_letter_key_statement(),
     ]  # fmt: skip
     if cfg.instances[instance].sftp.enabled:
         log_group = regional_arn("logs", f"log-group:{sftp_log_group_name(instance)}")

@@ -1,0 +1,268 @@
+"""The instance's file system: one KMS-encrypted EFS, an access point per folder, and who may mount which.
+
+Folders, owners and modes (the UID/GID design; the container contracts in rstudio.py and shiny.py match it):
+- Homes: each user's uid is `users.<name>.uid` from the config and their primary group has the same number; homes are
+  0700 and owned by the user, so no user reads another's. Per-user mode has one access point per user at
+  /home/<user>, which EFS creates owned uid:uid 0700 on first mount, and each server mounts only its own user's. Shared
+  mode has one access point /home (root 0755) and the container creates the 0700 homes below it. No access point
+  enforces a POSIX user: root in the RStudio container must create users and their homes (chown under an enforced
+  user fails, rstudio_ops §2.8).
+- Shared app folder /srv/shiny-server: root:shiny-apps (GID 1999) with mode 3775. Every RStudio user and the Shiny
+  Server user are in shiny-apps; setgid hands the group to everything created below, so what a user saves there with
+  the default umask 022 is readable by Shiny, and the sticky bit keeps one user from deleting or renaming another's
+  app. GID 1999 lies below the config's smallest uid (2000), so no user's primary group can ever take it.
+- Shiny Server's user "shiny" is uid = gid 999 (SHINY_UID); its home (/shiny on the file system, /home/shiny in the
+  Shiny tasks, 0750) holds what the replicas share, such as bookmarks.
+- Sync folders /s3_data_sync/hourly_sync and /s3_data_sync/instant_upload: DataSync writes there as root; objects
+  that carry no POSIX metadata land as 65534:65534 with 0644 files and 0755 directories, readable by every user. RStudio
+  mounts them read-only and its role lacks ClientWrite there, so only DataSync changes them.
+
+Who mounts what: every task mounts through an access point over TLS with IAM authorization (ECS presents the task
+role). The grants are identity policies on the roles, each scoped to its access points with
+elasticfilesystem:AccessPointArn: within one account an identity-policy Allow is enough, and the file-system policy
+cannot name the access points, because each access point refers to the file system (a dependency cycle). The
+file-system policy holds the guardrails instead: no mount without TLS, none that bypasses the access points, and none
+by any principal but the RStudio and Shiny task roles and the DataSync EFS role (an administrator who must mount the
+file system some other way changes the policy first).
+Per-user isolation rests on the task definitions, not on the role: all per-user servers share the RStudio task role,
+which may mount every home, but each task definition mounts only its user's home, R sessions run as the user (no
+sudo), and mounting takes root. Root in a task (ECS Exec) is an administrator.
+Mount targets sit in every private subnet; NFS reaches them only from the RStudio, Shiny and DataSync security groups.
+On the EC2 launch type awsvpc tasks mount through their own network interface (the ECS agent mounts in the task's
+network namespace), so the RStudio group covers them as well.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import awacs.elasticfilesystem as efs
+from awacs.aws import ArnNotEquals, Bool, Condition, Null, PolicyDocument, Principal, StringEquals
+from troposphere import GetAtt, Ref, Tags, Template
+from troposphere.ec2 import SecurityGroup
+from troposphere.ecs import AuthorizationConfig, EFSVolumeConfiguration, MountPoint, Volume
+from troposphere.efs import (
+    AccessPoint,
+    BackupPolicy,
+    CreationInfo,
+    FileSystem,
+    LifecyclePolicy,
+    MountTarget,
+    RootDirectory,
+)
+from troposphere.iam import PolicyType, Role
+from troposphere.kms import Key
+
+from generator.common import retain
+from generator.iam import Allow, Deny, Statement, document, regional_arn, service_trust
+from generator.instance.network import Network
+from generator.instance.security_groups import SecurityGroups, add_group, allow, allow_out
+from generator.instance.servers import RStudioServer
+from generator.naming import logical_id
+from stacksets.config import Config, Mode
+
+NFS_PORT = 2049
+SHINY_UID = 999
+SHINY_APPS_GID = 1999
+
+# Keys of Storage.access_points. Per-user homes are "home/<user>".
+HOME = "home"
+SHINY_HOME = "shiny_home"
+APPS = "apps"
+HOURLY_SYNC = "hourly_sync"
+INSTANT_UPLOAD = "instant_upload"
+SYNC_FOLDERS = (HOURLY_SYNC, INSTANT_UPLOAD)
+
+CLIENT_ACTIONS = [efs.ClientMount, efs.ClientWrite, efs.ClientRootAccess]
+
+
+class Folder(NamedTuple):
+    key: str
+    """Key in Storage.access_points."""
+    title: str
+    """Logical id of the access point."""
+    path: str
+    """Directory on the file system."""
+    uid: int
+    gid: int
+    permissions: str
+
+
+class TaskRoles(NamedTuple):
+    rstudio: Role
+    shiny: Role
+
+
+class Storage(NamedTuple):
+    file_system: FileSystem
+    security_group: SecurityGroup
+    """The mount targets' group."""
+    datasync_security_group: SecurityGroup
+    """For the DataSync EFS locations: may reach the mount targets on NFS, nothing else."""
+    access_points: dict[str, AccessPoint]
+    policy: PolicyDocument
+    """The file-system policy."""
+    datasync_role: Role
+    """FileSystemAccessRoleArn of the DataSync EFS locations (with AccessPointArn and InTransitEncryption TLS1_2)."""
+    grants: dict[str, PolicyType]
+    """Each role's mount rights by "rstudio", "shiny", "datasync": what mounts with a role depends on its grant."""
+    mount_targets: list[MountTarget]
+    """One per private subnet: whatever mounts depends on them (a task whose AZ has none cannot start)."""
+
+
+def home_key(server: RStudioServer) -> str:
+    return HOME if server.key == "shared" else f"{HOME}/{server.key}"
+
+
+def folders(cfg: Config, instance: str) -> list[Folder]:
+    settings = cfg.instances[instance]
+    if settings.rstudio.mode is Mode.shared:
+        homes = [Folder(HOME, "HomeAccessPoint", "/home", 0, 0, "0755")]
+    else:
+        homes = [Folder(f"{HOME}/{name}", logical_id(name, "HomeAccessPoint"), f"/home/{name}", user.uid, user.uid,
+                        "0700") for name, user in sorted(settings.users.items())]  # fmt: skip
+    return homes + [
+        Folder(SHINY_HOME, "ShinyHomeAccessPoint", "/shiny", SHINY_UID, SHINY_UID, "0750"),
+        Folder(APPS, "ShinyAppsAccessPoint", "/srv/shiny-server", 0, SHINY_APPS_GID, "3775"),
+        Folder(HOURLY_SYNC, "HourlySyncAccessPoint", "/s3_data_sync/hourly_sync", 0, 0, "0755"),
+        Folder(INSTANT_UPLOAD, "InstantUploadAccessPoint", "/s3_data_sync/instant_upload", 0, 0, "0755"),
+    ]
+
+
+def add_storage(t: Template, cfg: Config, instance: str, network: Network, groups: SecurityGroups, key: Key,
+                roles: TaskRoles) -> Storage:  # fmt: skip
+    efs_group, datasync_group = add_storage_security_groups(t, instance, network, groups)
+    datasync_role = t.add_resource(Role(
+        "DataSyncEfsRole", Description=f"DataSync EFS locations of RStudio instance {instance}: the sync folders only",
+        AssumeRolePolicyDocument=service_trust("datasync.amazonaws.com", regional_arn("datasync", "task/*"),
+                                               regional_arn("datasync", "location/*")),
+    ))  # fmt: skip
+    policy = file_system_policy([roles.rstudio, roles.shiny, datasync_role])
+    file_system, mount_targets = add_file_system(t, instance, network, key, efs_group, policy)
+    access_points = {f.key: add_access_point(t, instance, file_system, f) for f in folders(cfg, instance)}
+    grants = add_grants(t, file_system, access_points, roles, datasync_role)
+    return Storage(file_system, efs_group, datasync_group, access_points, policy, datasync_role, grants, mount_targets)
+
+
+def mount_dependencies(storage: Storage, grant: str) -> list[str]:
+    """DependsOn for a service or location that mounts with the role of `grant` ("rstudio", "shiny", "datasync")."""
+    return [storage.grants[grant].title] + [target.title for target in storage.mount_targets]
+
+
+def add_storage_security_groups(t: Template, instance: str, network: Network,
+                                groups: SecurityGroups) -> tuple[SecurityGroup, SecurityGroup]:  # fmt: skip
+    efs_group = add_group(t, "FileSystemSecurityGroup", instance, "EFS mount targets", network.vpc)
+    datasync = add_group(t, "DataSyncSecurityGroup", instance, "DataSync EFS locations", network.vpc)
+    for name, group in (("RStudio", groups.rstudio), ("Shiny", groups.shiny), ("DataSync", datasync)):
+        allow(t, f"FileSystemNfsFrom{name}", efs_group, NFS_PORT, f"NFS from {name}", source=group)
+        allow_out(t, f"{name}NfsToFileSystem", group, NFS_PORT, "NFS to the EFS mount targets", destination=efs_group)
+    return efs_group, datasync
+
+
+def file_system_policy(roles: list[Role]) -> PolicyDocument:
+    """Guardrails only; the grants are the roles' identity policies (see the module docstring)."""
+    everyone = Principal("AWS", "*")
+    return document(
+        Statement(Sid="DenyInsecureTransport", Effect=Deny, Principal=everyone, Action=CLIENT_ACTIONS,
+                  Condition=Condition(Bool("aws:SecureTransport", "false"))),
+        Statement(Sid="DenyMountsBypassingAccessPoints", Effect=Deny, Principal=everyone, Action=CLIENT_ACTIONS,
+                  Condition=Condition(Null("elasticfilesystem:AccessPointArn", "true"))),
+        # Also refuses anonymous (non-IAM) mounts: they carry no principal ARN.
+        Statement(Sid="DenyAllButTheInstanceRoles", Effect=Deny, Principal=everyone, Action=CLIENT_ACTIONS,
+                  Condition=Condition(ArnNotEquals("aws:PrincipalArn", [GetAtt(role, "Arn") for role in roles]))),
+    )  # fmt: skip
+
+
+def add_file_system(t: Template, instance: str, network: Network, key: Key, group: SecurityGroup,
+                    policy: PolicyDocument) -> tuple[FileSystem, list[MountTarget]]:  # fmt: skip
+    file_system = t.add_resource(retain(FileSystem(
+        "FileSystem", Encrypted=True, KmsKeyId=GetAtt(key, "Arn"), BackupPolicy=BackupPolicy(Status="ENABLED"),
+        # Data untouched for a month moves to Infrequent Access; the first read brings a file back.
+        LifecyclePolicies=[LifecyclePolicy(TransitionToIA="AFTER_30_DAYS"),
+                           LifecyclePolicy(TransitionToPrimaryStorageClass="AFTER_1_ACCESS")],
+        # Elastic throughput: package installs and DataSync bursts need no credits that idle homes would have to earn.
+        PerformanceMode="generalPurpose", ThroughputMode="elastic", FileSystemPolicy=policy.JSONrepr(),
+        FileSystemTags=Tags(Name=f"rstudio-{instance}"),
+    )))  # fmt: skip
+    # Logical ids carry the subnet's AZ letter, like the subnets.
+    mount_targets = [
+        t.add_resource(MountTarget(subnet.title.replace("PrivateSubnet", "MountTarget"), FileSystemId=Ref(file_system),
+                                   SubnetId=Ref(subnet), SecurityGroups=[GetAtt(group, "GroupId")]))
+        for subnet in network.private_subnets
+    ]  # fmt: skip
+    return file_system, mount_targets
+
+
+def add_access_point(t: Template, instance: str, file_system: FileSystem, folder: Folder) -> AccessPoint:
+    creation = CreationInfo(OwnerUid=str(folder.uid), OwnerGid=str(folder.gid), Permissions=folder.permissions)
+    access_point = AccessPoint(
+        folder.title, FileSystemId=Ref(file_system), RootDirectory=RootDirectory(Path=folder.path,
+                                                                                   CreationInfo=creation),
+        AccessPointTags=Tags(Name=f"rstudio-{instance}{folder.path.replace('/', '-')}"),
+    )  # fmt: skip
+    return t.add_resource(access_point)
+
+
+def mount_grant(file_system: FileSystem, access_points: list[AccessPoint], actions: list) -> Statement:
+    return Statement(Effect=Allow, Action=actions, Resource=[GetAtt(file_system, "Arn")],
+                     Condition=Condition(StringEquals("elasticfilesystem:AccessPointArn",
+                                                      [GetAtt(ap, "Arn") for ap in access_points])))  # fmt: skip
+
+
+def add_grants(t: Template, file_system: FileSystem, access_points: dict[str, AccessPoint], roles: TaskRoles,
+               datasync_role: Role) -> dict[str, PolicyType]:  # fmt: skip
+    homes = [ap for name, ap in sorted(access_points.items()) if name.split("/")[0] == HOME]
+    apps, shiny_home = access_points[APPS], access_points[SHINY_HOME]
+    sync = [access_points[name] for name in SYNC_FOLDERS]
+    read_write = [efs.ClientMount, efs.ClientWrite]
+    # The shared RStudio role may mount every home (the task definitions decide which home a server gets), as root,
+    # who creates users and homes; the sync folders only read-only.
+    rstudio = [mount_grant(file_system, homes, CLIENT_ACTIONS), mount_grant(file_system, [apps], read_write),
+               mount_grant(file_system, sync, [efs.ClientMount])]  # fmt: skip
+    # Apps read-only; Shiny Server's root process looks into app folders before handing them to "shiny".
+    shiny = [mount_grant(file_system, [apps], [efs.ClientMount, efs.ClientRootAccess]),
+             mount_grant(file_system, [shiny_home], read_write)]  # fmt: skip
+    grants = {
+        "rstudio": ("RStudioTaskRoleEfsPolicy", roles.rstudio, rstudio),
+        "shiny": ("ShinyTaskRoleEfsPolicy", roles.shiny, shiny),
+        "datasync": ("DataSyncEfsRolePolicy", datasync_role, [mount_grant(file_system, sync, CLIENT_ACTIONS)]),
+    }
+    return {name: t.add_resource(PolicyType(title, PolicyName="efs-mount", Roles=[Ref(role)],
+                                            PolicyDocument=document(*statements)))
+            for name, (title, role, statements) in grants.items()}  # fmt: skip
+
+
+class Mount(NamedTuple):
+    volume: str
+    access_point: str
+    """Key in Storage.access_points."""
+    path: str
+    """Where the container sees the folder."""
+    read_only: bool
+
+
+def rstudio_mounts(server: RStudioServer) -> list[Mount]:
+    home = "/home" if server.key == "shared" else f"/home/{server.key}"
+    return [
+        Mount("home", home_key(server), home, False),
+        Mount("shiny-apps", APPS, "/srv/shiny-server", False),
+        Mount("hourly-sync", HOURLY_SYNC, "/s3_data_sync/hourly_sync", True),
+        Mount("instant-upload", INSTANT_UPLOAD, "/s3_data_sync/instant_upload", True),
+    ]
+
+
+def shiny_mounts() -> list[Mount]:
+    return [Mount("shiny-apps", APPS, "/srv/shiny-server", True), Mount("shiny-home", SHINY_HOME, "/home/shiny", False)]
+
+
+def task_volumes(storage: Storage, mounts: list[Mount]) -> tuple[list[Volume], list[MountPoint]]:
+    """Task-definition volumes and the container's mount points: TLS and the task role on every mount."""
+    volumes = [
+        Volume(Name=m.volume, EFSVolumeConfiguration=EFSVolumeConfiguration(
+            FilesystemId=Ref(storage.file_system), TransitEncryption="ENABLED",
+            AuthorizationConfig=AuthorizationConfig(AccessPointId=Ref(storage.access_points[m.access_point]),
+                                                    IAM="ENABLED")))
+        for m in mounts
+    ]  # fmt: skip
+    points = [MountPoint(SourceVolume=m.volume, ContainerPath=m.path, ReadOnly=m.read_only) for m in mounts]
+    return volumes, points

@@ -1,0 +1,136 @@
+"""Optional welcome e-mail: a custom resource whose Lambda mails each user their URLs and initial password via SES.
+
+The handler, lambda_src/welcome_email/handler.py, is read at build time and inlined (`Code.ZipFile`), so the tested
+file is the code that runs and any change to it shows in the template diff. It mails on create and, on later updates,
+only users that are new; it never logs a password. Its role reads exactly the password secrets of the users it
+mails (not the shared-mode admin `rstudio`, who gets no mail) and may send only as the configured sender. The sender
+and, while the account's SES is in the sandbox, every recipient must be verified SES identities in the instance
+account and region: `stacksets.preflight.check_ses` says which are not.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import awacs.kms
+import awacs.logs
+import awacs.secretsmanager
+import awacs.ses
+import awacs.sts
+from awacs.aws import Condition, Principal, StringEquals
+from troposphere import GetAtt, Ref, Sub, Template
+from troposphere.awslambda import Code, EventInvokeConfig, Function, LoggingConfig
+from troposphere.cloudformation import CustomResource
+from troposphere.iam import Policy as RolePolicy
+from troposphere.iam import Role
+from troposphere.kms import Key
+from troposphere.logs import LogGroup
+from troposphere.secretsmanager import Secret
+
+from generator.common import skip_checkov
+from generator.iam import Allow, Statement, document, regional_arn
+from generator.instance.secrets import RStudioSecrets
+from generator.instance.servers import SHARED_ADMIN_USER, RStudioServer, shiny_host
+from generator.instance.tasks import add_log_group
+from generator.naming import logical_id
+from stacksets.config import Config
+
+HANDLER = Path(__file__).resolve().parents[2] / "lambda_src" / "welcome_email" / "handler.py"
+INLINE_CODE_LIMIT = 4096  # CloudFormation's limit for Code.ZipFile
+# CloudFormation fails the resource after this long without an answer, instead of waiting an hour.
+RESPONSE_TIMEOUT_SECONDS = 300
+
+
+class WelcomeEmail(CustomResource):
+    resource_type = "Custom::WelcomeEmail"
+
+
+class FunctionLoggingConfig(LoggingConfig):
+    # troposphere 4.11.1 lets a later, same-named class shadow Function's LoggingConfig, which drops LogFormat.
+    props = {**LoggingConfig.props, "LogFormat": (str, False)}
+
+
+def handler_code() -> str:
+    code = HANDLER.read_text(encoding="utf-8")
+    if len(code.encode()) >= INLINE_CODE_LIMIT:
+        raise ValueError(f"{HANDLER} is {len(code.encode())} bytes; inline Lambda code must stay under 4096")
+    return code
+
+
+def add_welcome_email(t: Template, cfg: Config, instance: str, key: Key, secrets: RStudioSecrets,
+                      servers: list[RStudioServer]) -> WelcomeEmail | None:  # fmt: skip
+    settings = cfg.instances[instance]
+    if not settings.welcome_email.enabled or settings.welcome_email.sender is None:
+        return None
+    recipients = sorted((user, server) for server in servers for user in server.users if user != SHARED_ADMIN_USER)
+    log_group = add_log_group(t, logical_id("WelcomeEmail", "LogGroup"), f"/rstudio/{instance}/welcome-email", key,
+                              settings.logs.retention_days)  # fmt: skip
+    role = add_welcome_role(t, settings.welcome_email.sender, key, log_group,
+                            [secrets.passwords[user] for user, _ in recipients])  # fmt: skip
+    function = add_welcome_function(t, instance, role, log_group)
+    users = [{"User": user, "Email": settings.users[user].email, "Url": f"https://{server.host}/",
+              "SecretArn": Ref(secrets.passwords[user])} for user, server in recipients]  # fmt: skip
+    return t.add_resource(
+        WelcomeEmail(
+            logical_id("WelcomeEmail"),
+            ServiceToken=GetAtt(function, "Arn"),
+            ServiceTimeout=RESPONSE_TIMEOUT_SECONDS,
+            Sender=settings.welcome_email.sender,
+            Instance=instance,
+            ShinyUrl=f"https://{shiny_host(cfg, instance)}/",
+            Users=users,
+        )
+    )
+
+
+def add_welcome_role(t: Template, sender: str, key: Key, log_group: LogGroup, passwords: list[Secret]) -> Role:
+    via_secrets_manager = StringEquals("kms:ViaService", Sub("secretsmanager.${AWS::Region}.amazonaws.com"))
+    statements = document(
+        Statement(Sid="ReadMailedPasswords", Effect=Allow, Action=[awacs.secretsmanager.GetSecretValue],
+                  Resource=[Ref(secret) for secret in passwords]),
+        Statement(Sid="DecryptPasswords", Effect=Allow, Action=[awacs.kms.Decrypt], Resource=[GetAtt(key, "Arn")],
+                  Condition=Condition(via_secrets_manager)),
+        # SES authorizes sending on the identity (address or domain) the mail is sent as; the condition pins the sender.
+        Statement(Sid="SendAsConfiguredSender", Effect=Allow, Action=[awacs.ses.SendEmail, awacs.ses.SendRawEmail],
+                  Resource=[regional_arn("ses", "identity/*")],
+                  Condition=Condition(StringEquals("ses:FromAddress", sender))),
+        Statement(Sid="WriteOwnLogs", Effect=Allow, Action=[awacs.logs.CreateLogStream, awacs.logs.PutLogEvents],
+                  Resource=[Sub("${Group}:*", Group=GetAtt(log_group, "Arn"))]),
+    )  # fmt: skip
+    # No aws:SourceArn/SourceAccount condition: Lambda does not document setting them when it assumes an execution
+    # role, and only principals of this account allowed iam:PassRole can attach the role to a function anyway.
+    trust = document(Statement(Effect=Allow, Principal=Principal("Service", "lambda.amazonaws.com"),
+                               Action=[awacs.sts.AssumeRole]))  # fmt: skip
+    return t.add_resource(Role(logical_id("WelcomeEmail", "Role"), AssumeRolePolicyDocument=trust,
+                               Description="Welcome e-mail Lambda: reads the mailed users' passwords, sends via SES",
+                               Policies=[RolePolicy(PolicyName="welcome-email", PolicyDocument=statements)]))
+
+
+def add_welcome_function(t: Template, instance: str, role: Role, log_group: LogGroup) -> Function:
+    function = t.add_resource(
+        Function(
+            logical_id("WelcomeEmail", "Function"),
+            Description=f"Mails new RStudio users of instance {instance} their URLs and initial password",
+            Runtime="python3.12",
+            Architectures=["arm64"],
+            Handler="index.handler",
+            Code=Code(ZipFile=handler_code()),
+            Role=GetAtt(role, "Arn"),
+            Timeout=120,
+            MemorySize=128,
+            # One stack, one custom resource: a second concurrent run could only mail someone twice.
+            ReservedConcurrentExecutions=1,
+            LoggingConfig=FunctionLoggingConfig(LogFormat="JSON", LogGroup=Ref(log_group), ApplicationLogLevel="INFO",
+                                                SystemLogLevel="WARN"),  # fmt: skip
+        )
+    )
+    skip_checkov(
+        function,
+        CKV_AWS_116="the handler answers CloudFormation itself on every error and retries are off (a retry would mail "
+        "passwords again); a lost invocation fails the stack after ServiceTimeout, which a queue would not improve",
+        CKV_AWS_117="talks only to the SES and Secrets Manager APIs; a VPC would add ENIs and endpoints for no gain",
+    )
+    # CloudFormation invokes custom resources asynchronously; Lambda's default two retries would resend the mails.
+    t.add_resource(EventInvokeConfig(logical_id("WelcomeEmail", "InvokeConfig"), FunctionName=Ref(function),
+                                     Qualifier="$LATEST", MaximumRetryAttempts=0))  # fmt: skip
+    return function
