@@ -102,12 +102,13 @@ def _plan(args: argparse.Namespace, cfg: Config) -> Any:
 
 
 @contextmanager
-def _aws(args: argparse.Namespace, cfg: Config, plan: Any) -> Iterator[tuple[Any, Any]]:
-    """(clients, plan) for real AWS, or for the embedded moto sandbox with the plan remapped to its account ids."""
+def _aws(args: argparse.Namespace, cfg: Config, plan: Any) -> Iterator[tuple[Any, Any, Any]]:
+    """(clients, plan, id map) for real AWS (no map), or for the embedded moto sandbox with the plan remapped to its
+    account ids."""
     from stacksets.aws import Clients
 
     if not args.sandbox:
-        yield Clients(cfg.default_region, profile=args.profile), plan
+        yield Clients(cfg.default_region, profile=args.profile), plan, None
         return
     from stacksets.sandbox import Sandbox, remap_plan
 
@@ -118,7 +119,7 @@ def _aws(args: argparse.Namespace, cfg: Config, plan: Any) -> Iterator[tuple[Any
         for config_id, sandbox_id in sorted(id_map.accounts.items()):
             print(f"  {config_id} -> {sandbox_id}", file=sys.stderr)
         clients = Clients(cfg.default_region, endpoint_url=sandbox.endpoint_url)
-        yield clients, remap_plan(plan, id_map)
+        yield clients, remap_plan(plan, id_map), id_map
 
 
 def _executor(args: argparse.Namespace, clients: Any, plan: Any, live: bool = True) -> Any:
@@ -163,7 +164,7 @@ def cmd_plan(args: argparse.Namespace, cfg: Config) -> int:
     from stacksets.report import plan_json, plan_text
 
     def run() -> int:
-        with _aws(args, cfg, _plan(args, cfg)) as (clients, plan):
+        with _aws(args, cfg, _plan(args, cfg)) as (clients, plan, _):
             diffs = _executor(args, clients, plan, live=False).diff(plan)
             sys.stdout.write(plan_json(plan, diffs) if args.json else plan_text(plan, diffs))
         return EXIT_OK
@@ -176,7 +177,7 @@ def cmd_deploy(args: argparse.Namespace, cfg: Config) -> int:
     from stacksets.report import plan_text, status_table, summary_table
 
     def run() -> int:
-        with _aws(args, cfg, _plan(args, cfg)) as (clients, plan):
+        with _aws(args, cfg, _plan(args, cfg)) as (clients, plan, _):
             executor = _executor(args, clients, plan)
             diffs = executor.diff(plan)
             sys.stdout.write(plan_text(plan, diffs))
@@ -215,7 +216,7 @@ def cmd_status(args: argparse.Namespace, cfg: Config) -> int:
     from stacksets.report import status_table
 
     def run() -> int:
-        with _aws(args, cfg, _plan(args, cfg)) as (clients, plan):
+        with _aws(args, cfg, _plan(args, cfg)) as (clients, plan, _):
             sys.stdout.write(status_table(_executor(args, clients, plan, live=False).status(plan)))
         return EXIT_OK
 
@@ -227,7 +228,7 @@ def cmd_drift(args: argparse.Namespace, cfg: Config) -> int:
     from stacksets.report import summary_table
 
     def run() -> int:
-        with _aws(args, cfg, _plan(args, cfg)) as (clients, plan):
+        with _aws(args, cfg, _plan(args, cfg)) as (clients, plan, _):
             report = _executor(args, clients, plan).drift(plan)
             sys.stdout.write(summary_table(report))
         return EXIT_FAILED if report.drifted or not report.ok else EXIT_OK
@@ -240,7 +241,7 @@ def cmd_destroy(args: argparse.Namespace, cfg: Config) -> int:
     from stacksets.report import retained_text, summary_table
 
     def run() -> int:
-        with _aws(args, cfg, _plan(args, cfg)) as (clients, plan):
+        with _aws(args, cfg, _plan(args, cfg)) as (clients, plan, _):
             names = ", ".join(plan.reversed().order())
             if not _confirm(args, f"destroy {names}"):
                 print("nothing destroyed")
@@ -249,6 +250,24 @@ def cmd_destroy(args: argparse.Namespace, cfg: Config) -> int:
             sys.stdout.write(summary_table(report) + retained_text(report))
             _write_timeline(args, report)
             return EXIT_OK if report.ok else EXIT_FAILED
+
+    return _run(run)
+
+
+def cmd_preflight(args: argparse.Namespace, cfg: Config) -> int:
+    """Check what a deploy needs outside CloudFormation: SES identities for the welcome e-mails are verified."""
+    from stacksets.preflight import check_ses, ses_identities
+
+    def run() -> int:
+        if not ses_identities(cfg):
+            print("no instance sends welcome e-mails: nothing to check")
+            return EXIT_OK
+        with _aws(args, cfg, _plan(args, cfg)) as (clients, _, id_map):
+            problems = check_ses(clients, cfg, id_map)
+        for problem in problems:
+            print(problem)
+        print(f"preflight: {len(problems)} problem(s)")
+        return EXIT_FAILED if problems else EXIT_OK
 
     return _run(run)
 
@@ -317,6 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("status", cmd_status, [common, templates, aws]),
         ("drift", cmd_drift, [common, templates, aws]),
         ("destroy", cmd_destroy, [common, templates, aws, changes]),
+        ("preflight", cmd_preflight, [common, templates, aws]),
     ):
         command = commands.add_parser(name, parents=parents, help=handler.__doc__, description=handler.__doc__)
         command.set_defaults(handler=handler)

@@ -27,7 +27,7 @@ def run(*argv: str) -> int:
     return deploy.main(list(argv))
 
 
-COMMANDS = ["render", "validate", "schema", "plan", "deploy", "status", "drift", "destroy", "graph"]
+COMMANDS = ["render", "validate", "schema", "plan", "deploy", "status", "drift", "destroy", "graph", "preflight"]
 
 
 @pytest.mark.parametrize("command", [[]] + [[name] for name in COMMANDS])
@@ -140,3 +140,10 @@ def test_sandbox_plan_then_deploy_end_to_end(workdir, capsys, monkeypatch):
     assert "sandbox re-run of the same plan: 0 create/update/delete call(s)" in out
     assert out.count("CURRENT") >= 10  # the final status table: every instance current
     assert json.loads((workdir / "timeline.json").read_text())["operations"]
+
+
+def test_preflight_names_unverified_ses_identities_in_the_sandbox(workdir, capsys):
+    assert run("preflight", "--sandbox", *paths(workdir)) == 1
+    out = capsys.readouterr().out
+    assert "rstudio-admin@example.com (instances.prod.welcome_email.sender) is not a verified SES identity" in out
+    assert "preflight: 4 problem(s)" in out
