@@ -318,3 +318,23 @@ def test_data_account_forwards_to_the_bus_this_policy_opens(cfg, instance):
     targets = [target for rule in rules for target in rule["Properties"]["Targets"] if target["Arn"] == bus]
     assert len(targets) == 1
     assert bus_statement["Principal"] == {"AWS": sub(f"arn:${{AWS::Partition}}:iam::{cfg.accounts.data}:root")}
+
+
+@pytest.mark.parametrize("instance", ["dev", "prod"])
+def test_every_role_the_data_account_trusts_is_created_by_the_instance_stackset(cfg, instance):
+    """Cross-account grants name roles by ARN; each must be a role this instance's template creates, same name."""
+    from generator.stacks import instance_data
+
+    account = cfg.instances[instance].account
+    prefix = f"arn:${{AWS::Partition}}:iam::{account}:role/"
+    data = instance_data.build(cfg, instance).to_dict()["Resources"]
+    trusted = {
+        statement["Condition"]["ArnEquals"]["aws:PrincipalArn"]["Fn::Sub"].removeprefix(prefix)
+        for statement in all_statements(list(data.values()))
+        if statement.get("Condition", {}).get("ArnEquals", {}).get("aws:PrincipalArn", {}).get("Fn::Sub", "")
+        .startswith(prefix)
+    }
+    created = {r["Properties"]["RoleName"] for r in resources(cfg, instance).values()
+               if r["Type"] == "AWS::IAM::Role" and "RoleName" in r["Properties"]}  # fmt: skip
+    assert trusted == {f"rstudio-{instance}-datasync-s3", f"rstudio-{instance}-rstudio-task"}
+    assert trusted <= created
