@@ -49,24 +49,21 @@ from troposphere.ecs import (
     TaskDefinition,
 )
 from troposphere.ecs import Secret as ContainerSecret
-from troposphere.iam import Policy as RolePolicy
 from troposphere.iam import Role
 from troposphere.kms import Key
 from troposphere.logs import LogGroup
 from troposphere.secretsmanager import GenerateSecretString, Secret
 
 from generator.common import retain
-from generator.iam import document
 from generator.instance.cluster import ClusterParts
 from generator.instance.network import Network
 from generator.instance.security_groups import SSH_PORT, SecurityGroups
 from generator.instance.tasks import (
     FARGATE_PLATFORM_VERSION,
+    add_exec_task_role,
     add_execution_role,
     add_log_group,
     awslogs,
-    ecs_exec_statements,
-    ecs_tasks_trust,
     image,
 )
 from stacksets.config import Config
@@ -91,12 +88,8 @@ def add_bastion(t: Template, cfg: Config, instance: str, network: Network, group
     secret = add_bastion_key_secret(t, instance, key)
     log_group = add_log_group(t, "BastionLogGroup", f"/rstudio/{instance}/bastion", key, settings.logs.retention_days)
     execution_role = add_execution_role(t, "BastionExecutionRole", cfg, "bastion", log_group, key, secrets=[secret])
-    task_role = t.add_resource(
-        Role("BastionTaskRole", Description=f"SSH bastion of RStudio instance {instance}: ECS Exec only",
-             AssumeRolePolicyDocument=ecs_tasks_trust(),
-             Policies=[RolePolicy(PolicyName="ecs-exec",
-                                  PolicyDocument=document(*ecs_exec_statements(cluster_parts.exec_log_group, key)))])
-    )  # fmt: skip
+    task_role = add_exec_task_role(t, "BastionTaskRole", f"SSH bastion of RStudio instance {instance}: ECS Exec only",
+                                   cluster_parts.exec_log_group, key)  # fmt: skip
     task_definition = add_bastion_task_definition(t, cfg, instance, secret, log_group, execution_role, task_role)
     service = add_bastion_service(t, network, groups.bastion, cluster_parts, task_definition)
     return Bastion(secret, task_definition, service, task_role)

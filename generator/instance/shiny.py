@@ -50,23 +50,20 @@ from troposphere.ecs import (
 )
 from troposphere.elasticloadbalancingv2 import ListenerRule, TargetGroup
 from troposphere.elasticloadbalancingv2 import LoadBalancer as Alb
-from troposphere.iam import Policy as RolePolicy
 from troposphere.iam import Role
 from troposphere.kms import Key
 from troposphere.logs import LogGroup
 
-from generator.iam import document
 from generator.instance.cluster import ClusterParts
 from generator.instance.network import Network
 from generator.instance.security_groups import SHINY_PORT, SecurityGroups
 from generator.instance.storage import Storage, mount_dependencies, shiny_mounts, task_volumes
 from generator.instance.tasks import (
     FARGATE_PLATFORM_VERSION,
+    add_exec_task_role,
     add_execution_role,
     add_log_group,
     awslogs,
-    ecs_exec_statements,
-    ecs_tasks_trust,
     image,
 )
 from stacksets.config import Config, ShinyAutoscaling
@@ -103,12 +100,8 @@ def add_shiny(t: Template, cfg: Config, instance: str, network: Network, groups:
 
 def add_shiny_task_role(t: Template, instance: str, cluster_parts: ClusterParts, key: Key) -> Role:
     """Separate from add_shiny because the storage grants and the file-system policy name this role."""
-    return t.add_resource(
-        Role("ShinyTaskRole", Description=f"Shiny tasks of instance {instance}: ECS Exec, app folder, no data access",
-             AssumeRolePolicyDocument=ecs_tasks_trust(),
-             Policies=[RolePolicy(PolicyName="ecs-exec",
-                                  PolicyDocument=document(*ecs_exec_statements(cluster_parts.exec_log_group, key)))])
-    )  # fmt: skip
+    return add_exec_task_role(t, "ShinyTaskRole", f"Shiny tasks of instance {instance}: ECS Exec, app folder, no data "
+                              "access", cluster_parts.exec_log_group, key)  # fmt: skip
 
 
 def add_shiny_task_definition(t: Template, cfg: Config, instance: str, log_group: LogGroup, execution_role: Role,

@@ -71,6 +71,13 @@ def add_execution_role(t: Template, title: str, cfg: Config, repository: str, lo
                                Policies=[RolePolicy(PolicyName="start-task", PolicyDocument=document(*statements))]))
 
 
+def add_exec_task_role(t: Template, title: str, description: str, exec_log_group: LogGroup, key: Key) -> Role:
+    """A task role whose only rights are ECS Exec's: for tasks that need no AWS access of their own."""
+    return t.add_resource(Role(title, Description=description, AssumeRolePolicyDocument=ecs_tasks_trust(),
+                               Policies=[RolePolicy(PolicyName="ecs-exec", PolicyDocument=document(
+                                   *ecs_exec_statements(exec_log_group, key)))]))  # fmt: skip
+
+
 def ecs_exec_statements(exec_log_group: LogGroup, key: Key) -> list[Statement]:
     """Task-role rights ECS Exec needs: the SSM message channels, the session log group and the session key."""
     return [
