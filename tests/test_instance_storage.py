@@ -155,7 +155,8 @@ def test_shiny_serves_apps_read_only_and_keeps_shared_state_in_its_home(dev):
     }
     assert grants(dev, "ShinyTaskRoleEfsPolicy") == {
         "ShinyAppsAccessPoint": {"elasticfilesystem:ClientMount", "elasticfilesystem:ClientRootAccess"},
-        "ShinyHomeAccessPoint": {"elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite"},
+        "ShinyHomeAccessPoint": {"elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite",
+                                 "elasticfilesystem:ClientRootAccess"},  # root creates the bookmark folder
     }  # fmt: skip
 
 
@@ -165,7 +166,7 @@ def test_rstudio_role_reaches_homes_as_root_and_nothing_of_shiny(prod):
     assert {ap: found[ap] for ap in found if ap.endswith("HomeAccessPoint")} == {
         f"{user.title()}HomeAccessPoint": every for user in USERS
     }
-    assert found["ShinyAppsAccessPoint"] == {"elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite"}
+    assert found["ShinyAppsAccessPoint"] == every  # the start script (root) repairs the folder's group and mode
     assert "ShinyHomeAccessPoint" not in found
     assert prod["RStudioTaskRoleEfsPolicy"]["Properties"]["Roles"] == [{"Ref": "RStudioTaskRole"}]
 

@@ -214,14 +214,15 @@ def add_grants(t: Template, file_system: FileSystem, access_points: dict[str, Ac
     homes = [ap for name, ap in sorted(access_points.items()) if name.split("/")[0] == HOME]
     apps, shiny_home = access_points[APPS], access_points[SHINY_HOME]
     sync = [access_points[name] for name in SYNC_FOLDERS]
-    read_write = [efs.ClientMount, efs.ClientWrite]
     # The shared RStudio role may mount every home (the task definitions decide which home a server gets), as root,
-    # who creates users and homes; the sync folders only read-only.
-    rstudio = [mount_grant(file_system, homes, CLIENT_ACTIONS), mount_grant(file_system, [apps], read_write),
+    # who creates users and homes; the app folder as root too, whose start script repairs its group and mode
+    # (root:shiny-apps 3775); the sync folders only read-only.
+    rstudio = [mount_grant(file_system, homes, CLIENT_ACTIONS), mount_grant(file_system, [apps], CLIENT_ACTIONS),
                mount_grant(file_system, sync, [efs.ClientMount])]  # fmt: skip
-    # Apps read-only; Shiny Server's root process looks into app folders before handing them to "shiny".
+    # Apps read-only; Shiny Server's root process looks into app folders before handing them to "shiny", and creates
+    # the bookmark folder in its home (0750, owned by shiny), which a squashed root could not even enter.
     shiny = [mount_grant(file_system, [apps], [efs.ClientMount, efs.ClientRootAccess]),
-             mount_grant(file_system, [shiny_home], read_write)]  # fmt: skip
+             mount_grant(file_system, [shiny_home], CLIENT_ACTIONS)]  # fmt: skip
     grants = {
         "rstudio": ("RStudioTaskRoleEfsPolicy", roles.rstudio, rstudio),
         "shiny": ("ShinyTaskRoleEfsPolicy", roles.shiny, shiny),
