@@ -12,6 +12,7 @@ import secrets
 import shutil
 import stat
 import subprocess
+import sys
 from pathlib import Path
 from typing import NamedTuple
 
@@ -20,7 +21,6 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 IMAGE = REPO / "container" / "rstudio"
 SCRIPT = IMAGE / "cont-init.d" / "00_rstudio_users"
-VENV_BIN = REPO / ".venv" / "bin"
 
 pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="the start-up script needs bash")
 
@@ -277,10 +277,12 @@ def test_rserver_reads_the_key_file_the_script_writes() -> None:
 
 
 def tool(name: str) -> Path:
-    path = VENV_BIN / name
-    if not path.exists():
-        pytest.skip(f"{name} is not installed in .venv")
-    return path
+    """The linter installed beside this Python (the dev extra), else one on PATH."""
+    beside_python = Path(sys.executable).parent / name
+    found = str(beside_python) if beside_python.exists() else shutil.which(name)
+    if found is None:
+        pytest.skip(f"{name} is not installed (pip install -e '.[dev]')")
+    return Path(found)
 
 
 def test_shellcheck_clean() -> None:
