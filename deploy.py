@@ -126,7 +126,11 @@ def _executor(args: argparse.Namespace, clients: Any, plan: Any, live: bool = Tr
     from stacksets.executor import Executor, Options
     from stacksets.progress import Progress
 
-    state = Path(args.state) if not args.sandbox else Path(args.state).with_name("sandbox-state.json")
+    state = Path(args.state)
+    if args.sandbox:
+        # Every sandbox starts as an empty AWS, so no operation of an earlier (interrupted) rehearsal is in flight.
+        state = state.with_name("sandbox-state.json")
+        state.unlink(missing_ok=True)
     options = Options(timeout_s=args.timeout, max_workers=args.workers, state_path=state,
                       prune=getattr(args, "prune", False))  # fmt: skip
     progress = Progress(plan.order(), stream=sys.stderr) if live else (lambda event: None)
