@@ -12,7 +12,6 @@ import secrets
 import shutil
 import stat
 import subprocess
-import sys
 from pathlib import Path
 from typing import NamedTuple
 
@@ -274,25 +273,3 @@ def test_rserver_reads_the_key_file_the_script_writes() -> None:
     assert options["www-port"] == "8787"
     assert options["auth-cookies-force-secure"] == "1"
     assert int(options["auth-minimum-user-id"]) > 999  # the shiny user must never sign in
-
-
-def tool(name: str) -> Path:
-    """The linter installed beside this Python (the dev extra), else one on PATH."""
-    beside_python = Path(sys.executable).parent / name
-    found = str(beside_python) if beside_python.exists() else shutil.which(name)
-    if found is None:
-        pytest.skip(f"{name} is not installed (pip install -e '.[dev]')")
-    return Path(found)
-
-
-def test_shellcheck_clean() -> None:
-    result = subprocess.run([str(tool("shellcheck")), str(SCRIPT)], capture_output=True, text=True, check=False)
-    assert result.returncode == 0, result.stdout + result.stderr
-
-
-def test_hadolint_clean() -> None:
-    result = subprocess.run(
-        [str(tool("hadolint")), "--config", str(REPO / "container/.hadolint.yaml"), str(IMAGE / "Dockerfile")],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stdout + result.stderr
