@@ -13,27 +13,28 @@ def _id(name: str) -> str:
     return name.replace("-", "_")
 
 
+def _where(plan: Plan, name: str) -> tuple[str, str]:
+    """(targets, regions) of a StackSet, for its label."""
+    targets = plan.nodes[name].targets
+    return ", ".join(targets.accounts) or ", ".join(targets.organizational_units), ", ".join(targets.regions)
+
+
+def _edges(plan: Plan) -> list[tuple[str, str]]:
+    return [(dependency, name) for name in plan.order() for dependency in plan.nodes[name].depends_on]
+
+
 def mermaid(plan: Plan) -> str:
     lines = ["graph LR"]
-    for name in plan.order():
-        node = plan.nodes[name]
-        where = ", ".join(node.targets.accounts) or ", ".join(node.targets.organizational_units)
-        lines.append(f'  {_id(name)}["{name}<br/>{where} / {", ".join(node.targets.regions)}"]')
-    for name in plan.order():
-        for dependency in plan.nodes[name].depends_on:
-            lines.append(f"  {_id(dependency)} --> {_id(name)}")
+    lines += [f'  {_id(name)}["{name}<br/>{" / ".join(_where(plan, name))}"]' for name in plan.order()]
+    lines += [f"  {_id(source)} --> {_id(target)}" for source, target in _edges(plan)]
     return "\n".join(lines) + "\n"
 
 
 def dot(plan: Plan) -> str:
     lines = ["digraph stacksets {", "  rankdir=LR;", '  node [shape=box, fontname="Helvetica"];']
-    for name in plan.order():
-        node = plan.nodes[name]
-        where = ", ".join(node.targets.accounts) or ", ".join(node.targets.organizational_units)
-        lines.append(f'  "{name}" [label="{name}\\n{where}\\n{", ".join(node.targets.regions)}"];')
-    for name in plan.order():
-        for dependency in plan.nodes[name].depends_on:
-            lines.append(f'  "{dependency}" -> "{name}";')
+    newline = "\\n"  # DOT's line break inside a label
+    lines += [f'  "{name}" [label="{newline.join((name, *_where(plan, name)))}"];' for name in plan.order()]
+    lines += [f'  "{source}" -> "{target}";' for source, target in _edges(plan)]
     lines.append("}")
     return "\n".join(lines) + "\n"
 

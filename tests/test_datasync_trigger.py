@@ -3,7 +3,6 @@ DataSync, and treats an execution that cannot start as a retry (raise), never as
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 from typing import Any
@@ -14,20 +13,16 @@ from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 from moto import mock_aws
 
+from tests.lambdas import load_handler
+
 ROOT = Path(__file__).resolve().parent.parent
 HANDLER = ROOT / "lambda_src" / "datasync_trigger" / "handler.py"
+
 DATA_ACCOUNT = "444444444444"
 BUCKET = "rstudio-dev-uploads-444444444444-eu-west-1"
 
 
-def load_handler():
-    spec = importlib.util.spec_from_file_location("datasync_trigger_handler", HANDLER)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-handler_module = load_handler()
+handler_module = load_handler(HANDLER, "datasync_trigger_handler")
 
 
 def s3_event(key: str, account: str = DATA_ACCOUNT, bucket: str = BUCKET) -> dict[str, Any]:

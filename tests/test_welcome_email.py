@@ -3,7 +3,6 @@ template part (role scoping, per-user and shared URLs, inline code) built from t
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import urllib.request
@@ -21,20 +20,14 @@ from generator.instance.servers import rstudio_servers
 from generator.instance.welcome import HANDLER, add_welcome_email
 from stacksets.config import Config, parse_config
 from tests.instance_parts import groundwork
+from tests.lambdas import load_handler
 
 REGION = "eu-west-1"
 SENDER = "rstudio-admin@example.com"
 ZONE = "prod.analytics.example.com"
 
 
-def load_handler():
-    spec = importlib.util.spec_from_file_location("welcome_email_handler", HANDLER)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-handler_module = load_handler()
+handler_module = load_handler(HANDLER, "welcome_email_handler")
 
 
 # --------------------------------------------------------------------------------------------------------------------
