@@ -20,32 +20,40 @@ SCHEMA_FILE = "config.schema.json"
 
 
 def cmd_render(args: argparse.Namespace, cfg: Config) -> int:
-    """Write templates/ from the config, or with --check only report how it differs."""
+    """Write templates/ and the images' configuration files from the config, or with --check only report differences."""
     from generator.render import TemplateTooLarge, compare, render_all, write
 
+    templates, container = Path(args.templates), Path(args.container)
     try:
-        rendered = render_all(cfg)
-    except TemplateTooLarge as error:
+        rendered = render_all(cfg, container)
+    except (TemplateTooLarge, FileNotFoundError) as error:
         raise ConfigError(str(error)) from None
-    templates = Path(args.templates)
+    outputs = [(templates, rendered.templates, False), (container, rendered.container_files, True)]
     if args.check:
-        staleness = compare(templates, rendered)
-        if staleness.clean:
-            print(f"{templates}/ is current ({len(rendered)} templates)")
+        stale = [compare(directory, files, shared=shared) for directory, files, shared in outputs]
+        stale = [staleness for staleness in stale if not staleness.clean]
+        if not stale:
+            print(f"{templates}/ and {container}/ are current ({len(rendered.templates)} templates, "
+                  f"{len(rendered.container_files)} image configuration files)")  # fmt: skip
             return EXIT_OK
-        sys.stdout.write(staleness.describe())
-        print(f"{templates}/ is stale: run `python deploy.py render` and commit the result", file=sys.stderr)
+        sys.stdout.write("".join(staleness.describe() for staleness in stale))
+        print("stale: run `python deploy.py render` and commit the result", file=sys.stderr)
         return EXIT_FAILED
-    try:
-        staleness = write(templates, rendered)
-    except OSError as error:
-        raise ConfigError(f"cannot write {templates}/: {error}") from None
-    touched = sorted(set(staleness.changed) | set(staleness.missing))
-    for name in touched:
-        print(f"wrote   {templates}/{name}")
-    for name in staleness.orphans:
-        print(f"removed {templates}/{name}")
-    print(f"{len(rendered)} templates, {len(touched)} changed, {len(staleness.orphans)} removed")
+    counts = [0, 0]
+    for directory, files, shared in outputs:
+        try:
+            staleness = write(directory, files, shared=shared)
+        except OSError as error:
+            raise ConfigError(f"cannot write {directory}/: {error}") from None
+        for name in sorted(set(staleness.changed) | set(staleness.missing)):
+            print(f"wrote   {directory}/{name}")
+            counts[0] += 1
+        for name in staleness.orphans:
+            print(f"removed {directory}/{name}")
+            counts[1] += 1
+    tags = ", ".join(f"{image} {tag}" for image, tag in sorted(rendered.image_tags.items()))
+    print(f"{len(rendered.templates)} templates and {len(rendered.container_files)} image configuration files, "
+          f"{counts[0]} changed, {counts[1]} removed; image tags: {tags}")  # fmt: skip
     return EXIT_OK
 
 
@@ -309,7 +317,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     render = commands.add_parser("render", parents=[common, templates], help=cmd_render.__doc__,
                                  description=cmd_render.__doc__)  # fmt: skip
-    render.add_argument("--check", action="store_true", help="write nothing; exit 1 with a diff if templates/ is stale")
+    render.add_argument("--container", default="container", metavar="DIR",
+                        help="folder of the images' build contexts (default: %(default)s)")  # fmt: skip
+    render.add_argument("--check", action="store_true", help="write nothing; exit 1 with a diff if anything is stale")
     render.set_defaults(handler=cmd_render)
 
     validate = commands.add_parser("validate", parents=[common, templates], help=cmd_validate.__doc__,

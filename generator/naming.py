@@ -7,7 +7,7 @@ renamed logical id makes CloudFormation replace the resource.
 
 from __future__ import annotations
 
-from stacksets.naming import PREFIX, logical_id  # noqa: F401 - re-exported for the stack modules
+from stacksets.naming import IMAGES, PREFIX, logical_id  # noqa: F401 - re-exported for the stack modules
 
 
 def role_name(instance: str, purpose: str) -> str:
@@ -53,8 +53,8 @@ def export_name(stackset: str, output: str) -> str:
 
 UPLOAD_PREFIXES = ("hourly", "instant")
 
-# Repositories in the central account; the instance templates build image URIs from the same names.
-ECR_REPOSITORIES = ("rstudio", "shiny", "bastion")
+# Repositories in the central account, one per image; the instance templates build image URIs from the same names.
+ECR_REPOSITORIES = IMAGES
 
 
 def user_password_secret_name(instance: str, user: str) -> str:

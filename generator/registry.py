@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import partial
 from typing import Callable
 
@@ -22,7 +23,7 @@ from stacksets.config import Config
 Builder = Callable[[], Template]
 
 
-def builders(cfg: Config) -> dict[str, Builder]:
+def builders(cfg: Config, image_tags: Mapping[str, str]) -> dict[str, Builder]:
     """StackSet name -> template builder, one entry per StackSet, in a stable order."""
     result: dict[str, Builder] = {
         naming.BOOTSTRAP: partial(bootstrap.build, cfg),
@@ -33,5 +34,5 @@ def builders(cfg: Config) -> dict[str, Builder]:
     for name in sorted(cfg.instances):
         result[naming.zone_stackset(name)] = partial(zone.build, cfg, name)
         result[naming.instance_data_stackset(name)] = partial(instance_data.build, cfg, name)
-        result[naming.instance_stackset(name)] = partial(instance.build, cfg, name)
+        result[naming.instance_stackset(name)] = partial(instance.build, cfg, name, image_tags)
     return result

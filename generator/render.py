@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import os
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from cfn_flip.yaml_dumper import get_dumper
 from cfn_tools import load_json
 from troposphere import Template
 
+from generator.images.contexts import image_tags, render_container_files
 from generator.registry import builders
 from stacksets.config import Config
 from stacksets.limits import TEMPLATE_URL_BYTES
@@ -57,13 +59,33 @@ def render(template: Template, name: str) -> bytes:
     return payload
 
 
-def render_all(cfg: Config) -> dict[str, bytes]:
-    """Template file name -> bytes for every StackSet the config implies; raises before anything is written."""
-    return {template_file(name): render(build(), name) for name, build in builders(cfg).items()}
+REPOSITORY = Path(__file__).resolve().parent.parent
+CONTAINER = REPOSITORY / "container"
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """Everything render produces, in memory: nothing is written until all of it exists."""
+
+    templates: dict[str, bytes]  # file name in templates/ -> bytes
+    container_files: dict[str, bytes]  # path under container/ -> bytes of a generated configuration file
+    image_tags: dict[str, str]  # image -> content-hash tag the instance templates pin
+
+
+def render_all(cfg: Config, container: Path = CONTAINER) -> Rendered:
+    """Render the image configuration files, hash the build contexts they complete, then every StackSet's template.
+
+    Raises TemplateTooLarge, or FileNotFoundError when an image's build context is missing, before anything is written.
+    """
+    container_files = render_container_files(cfg)
+    tags = image_tags(container, container_files)
+    templates = {template_file(name): render(build(), name) for name, build in builders(cfg, tags).items()}
+    return Rendered(templates, container_files, tags)
 
 
 @dataclass(frozen=True)
 class Staleness:
+    directory: str  # as the messages name it, e.g. "templates"
     changed: dict[str, str]  # file name -> unified diff
     missing: tuple[str, ...]
     orphans: tuple[str, ...]
@@ -74,50 +96,59 @@ class Staleness:
 
     def describe(self) -> str:
         parts = [diff for _, diff in sorted(self.changed.items())]
-        parts += [f"missing: templates/{name} (the config implies it)\n" for name in self.missing]
-        parts += [f"orphan: templates/{name} (no StackSet in the config produces it)\n" for name in self.orphans]
+        parts += [f"missing: {self.directory}/{name} (the config implies it)\n" for name in self.missing]
+        parts += [f"orphan: {self.directory}/{name} (no StackSet in the config produces it)\n" for name in self.orphans]
         return "".join(parts)
 
 
-def _on_disk(directory: Path) -> dict[str, bytes]:
+def _on_disk(directory: Path, names: Iterable[str] | None) -> dict[str, bytes]:
+    """The files render owns in `directory`: every template, or only `names` where render shares the directory."""
     if not directory.is_dir():
         return {}
-    return {path.name: path.read_bytes() for path in sorted(directory.glob("*.yaml"))}
+    if names is None:
+        return {path.name: path.read_bytes() for path in sorted(directory.glob("*.yaml"))}
+    return {name: (directory / name).read_bytes() for name in sorted(names) if (directory / name).is_file()}
 
 
-def compare(directory: Path, rendered: dict[str, bytes]) -> Staleness:
-    existing = _on_disk(directory)
+def compare(directory: Path, rendered: dict[str, bytes], *, shared: bool = False) -> Staleness:
+    """How `directory` differs from `rendered`. A shared directory (container/) holds hand-written files too, so only
+    the rendered names are compared and nothing there counts as an orphan."""
+    existing = _on_disk(directory, rendered if shared else None)
     changed = {}
     for name in sorted(set(rendered) & set(existing)):
         if rendered[name] != existing[name]:
             diff = difflib.unified_diff(
                 existing[name].decode("utf-8", "replace").splitlines(keepends=True),
                 rendered[name].decode("utf-8").splitlines(keepends=True),
-                fromfile=f"templates/{name} (committed)",
-                tofile=f"templates/{name} (rendered)",
+                fromfile=f"{directory.name}/{name} (committed)",
+                tofile=f"{directory.name}/{name} (rendered)",
             )
             changed[name] = "".join(diff)
     return Staleness(
+        directory=directory.name,
         changed=changed,
         missing=tuple(sorted(set(rendered) - set(existing))),
         orphans=tuple(sorted(set(existing) - set(rendered))),
     )
 
 
-def write(directory: Path, rendered: dict[str, bytes]) -> Staleness:
+def write(directory: Path, rendered: dict[str, bytes], *, shared: bool = False) -> Staleness:
     """Make `directory` hold exactly `rendered`: files replaced atomically, orphans removed, unchanged ones untouched.
 
     All bytes exist in memory before the first write, so a failing build or an oversized template leaves the
-    directory as it was; each file is swapped in with os.replace, so no reader ever sees half a template.
+    directory as it was; each file is swapped in with os.replace, so no reader ever sees half a file.
     """
     directory.mkdir(parents=True, exist_ok=True)
-    staleness = compare(directory, rendered)
+    staleness = compare(directory, rendered, shared=shared)
     for name in sorted(set(staleness.changed) | set(staleness.missing)):
-        fd, temporary = tempfile.mkstemp(prefix=f".{name}.", dir=directory)
+        target = directory / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(rendered[name])
-            os.replace(temporary, directory / name)
+            os.chmod(temporary, 0o644)
+            os.replace(temporary, target)
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
             raise

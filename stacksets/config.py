@@ -74,7 +74,6 @@ DNS_LABEL = re.compile(r"^[a-z](?:[a-z0-9-]*[a-z0-9])?$")
 DOMAIN_NAME = re.compile(r"^(?=.{1,200}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 # Deliberately simple: one @, a dot in the domain, no spaces. SES rejects the rest when it sends.
 EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9-]+)+$")
-ECR_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 SSH_PUBLIC_KEY = re.compile(r"^(ssh-rsa|ssh-ed25519|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/]+={0,3}( [^\n]*)?$")
 
 
@@ -138,10 +137,10 @@ def _network(version: int) -> Any:
     return check
 
 
-def _ecr_tag(value: str) -> str:
-    if not ECR_TAG.fullmatch(value) or value == "latest":
-        raise _error("image_tag", f"{value!r} is not a usable immutable image tag (letters, digits, '_', '.', '-'; "
-                     "'latest' is refused because tags are immutable)")  # fmt: skip
+def _retention_days(value: int) -> int:
+    if value not in LOG_RETENTION_DAYS:
+        raise _error("retention_days", f"{value} is not a retention CloudWatch Logs accepts: "
+                     f"{', '.join(map(str, LOG_RETENTION_DAYS))}")  # fmt: skip
     return value
 
 
@@ -196,7 +195,10 @@ DomainName = Annotated[str, AfterValidator(_domain), _schema(DOMAIN_NAME.pattern
 Email = Annotated[str, AfterValidator(_email), _schema(format="email")]
 Ipv4Cidr = Annotated[str, AfterValidator(_network(4)), _schema(description="IPv4 CIDR block, e.g. 203.0.113.0/24")]
 Ipv6Cidr = Annotated[str, AfterValidator(_network(6)), _schema(description="IPv6 CIDR block, e.g. 2001:db8::/32")]
-ImageTag = Annotated[str, AfterValidator(_ecr_tag), _schema(ECR_TAG.pattern)]
+RetentionDays = Annotated[int, AfterValidator(_retention_days),
+                          WithJsonSchema({"type": "integer", "enum": list(LOG_RETENTION_DAYS)})]  # fmt: skip
+# RStudio's logging.conf levels.
+LogLevel = Literal["debug", "info", "warn", "error"]
 SshPublicKey = Annotated[str, AfterValidator(_ssh_key), _schema(description="OpenSSH public key line")]
 ScheduleExpression = Annotated[str, AfterValidator(_schedule), _schema(r"^(cron|rate)\(.*\)$")]
 
@@ -329,12 +331,55 @@ class Central(Model):
     ecr: EcrSettings = EcrSettings()
 
 
-class Images(Model):
-    """Immutable tags of the images in the central account's ECR repositories."""
+class RStudioImage(Model):
+    """Settings baked into the rstudio image's rserver.conf and rsession.conf (one image serves every instance)."""
 
-    rstudio: ImageTag
-    shiny: ImageTag
-    bastion: ImageTag
+    auth_timeout_minutes: int = Field(default=60, ge=5, le=10080)
+    """A signed-in browser that stays idle this long must sign in again."""
+    session_timeout_minutes: int = Field(default=120, ge=0, le=10080)
+    """An idle R session is suspended to its user's home after this long and frees its memory; 0 never suspends."""
+    log_level: LogLevel = "warn"
+
+
+class ShinyImage(Model):
+    """Settings baked into the shiny image's shiny-server.conf."""
+
+    app_init_timeout_seconds: int = Field(default=120, ge=10, le=3600)
+    """How long an app may take to start before its user sees an error."""
+    app_idle_timeout_seconds: int = Field(default=300, ge=0, le=86400)
+    """An app's R process stays this long after its last session closes, so a reload skips the start-up."""
+
+
+class ImageBuild(Model):
+    """The central account's CodeBuild project that builds and pushes the images."""
+
+    compute_type: Literal["BUILD_GENERAL1_MEDIUM", "BUILD_GENERAL1_LARGE", "BUILD_GENERAL1_XLARGE"] = (
+        "BUILD_GENERAL1_LARGE"
+    )
+    """The RStudio image compiles R packages (rJava); MEDIUM takes about twice as long."""
+    timeout_minutes: int = Field(default=90, ge=10, le=480)
+    log_retention_days: RetentionDays = 90
+    context_expiry_days: int = Field(default=90, ge=1, le=3650)
+    """Uploaded build contexts and their build logs are kept this long in the artifact bucket."""
+
+
+class Images(Model):
+    """The rstudio, shiny and bastion images. Their tags are content hashes of container/<image>/, never set here."""
+
+    rstudio: RStudioImage = RStudioImage()
+    shiny: ShinyImage = ShinyImage()
+    build: ImageBuild = ImageBuild()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_tags(cls, data: Any) -> Any:
+        # Configs written before the images were built here named a tag per image.
+        for image in ("rstudio", "shiny", "bastion"):
+            if isinstance(data, dict) and isinstance(data.get(image), str):
+                raise _error(image, f"images.{image}: image tags are content hashes of container/{image}/ now, "
+                             "computed by `python deploy.py render`; remove the tag (or give the image's "
+                             "settings)")  # fmt: skip
+        return data
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -467,14 +512,7 @@ class Bastion(Model):
 
 
 class Logs(Model):
-    retention_days: int = 30
-
-    @model_validator(mode="after")
-    def _retention(self) -> Logs:
-        if self.retention_days not in LOG_RETENTION_DAYS:
-            raise _error("retention_days", f"retention_days {self.retention_days} is not one CloudWatch Logs "
-                         f"accepts: {', '.join(map(str, LOG_RETENTION_DAYS))}")  # fmt: skip
-        return self
+    retention_days: RetentionDays = 30
 
 
 class DataSync(Model):
@@ -566,7 +604,7 @@ class Config(Model):
     dns: Dns
     stacksets: StackSets
     central: Central = Central()
-    images: Images
+    images: Images = Images()
     instances: dict[InstanceName, Instance] = Field(min_length=1)
 
     def region_of(self, instance: str) -> str:

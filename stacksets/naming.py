@@ -11,6 +11,25 @@ DATA = f"{PREFIX}-data"
 NETWORK = f"{PREFIX}-network"
 DEPLOY_READER_ROLE = f"{PREFIX}-deploy-reader"
 
+# The images, each built from container/<image>/ and pushed to the central account's ECR repository of the same name.
+IMAGES = ("rstudio", "shiny", "bastion")
+# The image build in rstudio-central: `deploy.py images` assumes the publisher role (trusted by the admin account) to
+# upload build contexts to the bucket and start the CodeBuild project.
+IMAGE_BUILD_PROJECT = f"{PREFIX}-images"
+IMAGE_PUBLISHER_ROLE = f"{PREFIX}-image-publisher"
+# Holds {"username": ..., "token": ...} of a Docker Hub account, filled in by the platform team: anonymous pulls from
+# CodeBuild's shared addresses run into Docker Hub's rate limit.
+DOCKER_HUB_SECRET = f"{PREFIX}/central/docker-hub"
+
+
+def image_build_bucket(central_account: str, region: str) -> str:
+    return f"{PREFIX}-image-builds-{central_account}-{region}"
+
+
+def build_context_key(image: str, tag: str) -> str:
+    """Where `deploy.py images` uploads an image's build context (a zip of container/<image>/) for CodeBuild."""
+    return f"contexts/{image}/{tag}.zip"
+
 
 def instance_stackset(instance: str) -> str:
     return f"{PREFIX}-{instance}"

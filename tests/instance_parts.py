@@ -13,6 +13,10 @@ from generator.instance.security_groups import SecurityGroups, add_security_grou
 from generator.stacks import instance as instance_module
 from stacksets.config import Config
 
+# Image tags for tests that build one group at a time; the real ones are content hashes (generator/images).
+IMAGE_TAGS = {"rstudio": "ctx-0000000000000000rs01", "shiny": "ctx-0000000000000000sh01",
+              "bastion": "ctx-0000000000000000ba01"}  # fmt: skip
+
 
 class Groundwork(NamedTuple):
     template: Template

@@ -16,11 +16,16 @@ from tests.conftest import EXAMPLE_CONFIG, ROOT, TEMPLATES
 def workdir(tmp_path: Path) -> Path:
     shutil.copy(EXAMPLE_CONFIG, tmp_path / "config.yaml")
     shutil.copytree(TEMPLATES, tmp_path / "templates")
+    shutil.copytree(ROOT / "container", tmp_path / "container")
     return tmp_path
 
 
 def paths(workdir: Path) -> list[str]:
     return ["--config", str(workdir / "config.yaml"), "--templates", str(workdir / "templates")]
+
+
+def render_paths(workdir: Path) -> list[str]:
+    return paths(workdir) + ["--container", str(workdir / "container")]
 
 
 def run(*argv: str) -> int:
@@ -42,15 +47,15 @@ def test_unknown_command_is_a_usage_error(capsys):
 
 
 def test_render_check_passes_on_the_committed_templates(workdir, capsys):
-    assert run("render", "--check", *paths(workdir)) == 0
-    assert "is current" in capsys.readouterr().out
+    assert run("render", "--check", *render_paths(workdir)) == 0
+    assert "are current" in capsys.readouterr().out
 
 
 def test_render_check_fails_with_a_diff_when_stale(workdir, capsys):
     stale = workdir / "templates" / "rstudio-network.yaml"
     stale.write_text(stale.read_text().replace("TTL", "Ttl"))
     (workdir / "templates" / "rstudio-gone.yaml").write_text("orphan\n")
-    assert run("render", "--check", *paths(workdir)) == 1
+    assert run("render", "--check", *render_paths(workdir)) == 1
     out = capsys.readouterr().out
     assert "+++ templates/rstudio-network.yaml (rendered)" in out
     assert "orphan: templates/rstudio-gone.yaml" in out
@@ -59,7 +64,7 @@ def test_render_check_fails_with_a_diff_when_stale(workdir, capsys):
 def test_render_writes_and_removes_orphans(workdir, capsys):
     (workdir / "templates" / "rstudio-gone.yaml").write_text("orphan\n")
     (workdir / "templates" / "rstudio-dev.yaml").unlink()
-    assert run("render", *paths(workdir)) == 0
+    assert run("render", *render_paths(workdir)) == 0
     out = capsys.readouterr().out
     assert "wrote   " in out and "rstudio-dev.yaml" in out and "removed " in out
     assert not (workdir / "templates" / "rstudio-gone.yaml").exists()
@@ -147,3 +152,23 @@ def test_preflight_names_unverified_ses_identities_in_the_sandbox(workdir, capsy
     out = capsys.readouterr().out
     assert "rstudio-admin@example.com (instances.prod.welcome_email.sender) is not a verified SES identity" in out
     assert "preflight: 4 problem(s)" in out
+
+
+def test_render_check_names_a_stale_image_configuration_file(workdir, capsys):
+    stale = workdir / "container" / "rstudio" / "config" / "rsession.conf"
+    stale.write_text(stale.read_text().replace("session-timeout-minutes=120", "session-timeout-minutes=5"))
+    assert run("render", "--check", *render_paths(workdir)) == 1
+    out = capsys.readouterr().out
+    assert "+++ container/rstudio/config/rsession.conf (rendered)" in out
+    # The tag is hashed over what render would write, so the committed templates stay current.
+    assert "templates/" not in out
+    assert run("render", *render_paths(workdir)) == 0
+    assert "session-timeout-minutes=120" in stale.read_text()
+
+
+def test_render_without_a_build_context_exits_2_and_writes_nothing(workdir, capsys):
+    shutil.rmtree(workdir / "container" / "bastion")
+    before = {p.name: p.read_bytes() for p in (workdir / "templates").iterdir()}
+    assert run("render", *render_paths(workdir)) == 2
+    assert "container/bastion/ does not exist" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in (workdir / "templates").iterdir()} == before

@@ -13,13 +13,13 @@ COMMITTED = sorted(TEMPLATES.glob("*.yaml"))
 
 
 def test_committed_templates_equal_the_render(cfg):
-    staleness = compare(TEMPLATES, render_all(cfg))
+    staleness = compare(TEMPLATES, render_all(cfg).templates)
     assert staleness.clean, "templates/ is stale; run `python deploy.py render`\n" + staleness.describe()
 
 
 def test_registry_config_and_files_agree_one_to_one(cfg):
     expected = sorted(template_file(name) for name in all_stackset_names(sorted(cfg.instances)))
-    assert sorted(render_all(cfg)) == expected
+    assert sorted(render_all(cfg).templates) == expected
     assert [path.name for path in COMMITTED] == expected
 
 

@@ -6,12 +6,13 @@ from typing import Any
 
 from generator.instance.bastion import add_bastion
 from stacksets.config import parse_config
-from tests.instance_parts import groundwork
+from tests.instance_parts import IMAGE_TAGS, groundwork
 
 
 def build_bastion(cfg, instance: str) -> tuple[object, dict[str, Any]]:
     g = groundwork(cfg, instance)
-    bastion = add_bastion(g.template, cfg, instance, g.network, g.groups, g.cluster, g.key)
+    bastion = add_bastion(g.template, cfg, instance, g.network, g.groups, g.cluster, g.key,
+                          image_tag=IMAGE_TAGS["bastion"])  # fmt: skip
     return bastion, g.template.to_dict()["Resources"]
 
 
@@ -76,7 +77,7 @@ def test_container_gets_its_key_from_the_secret(cfg):
     assert container["Secrets"] == [{"Name": "SSH_PUBLIC_KEY", "ValueFrom": {"Ref": "BastionSshKeySecret"}}]
     assert container["PortMappings"] == [{"ContainerPort": 22, "Protocol": "tcp"}]
     assert container["Image"] == {"Fn::Sub": f"222222222222.dkr.ecr.eu-west-1.${{AWS::URLSuffix}}/bastion:"
-                                             f"{cfg.images.bastion}"}  # fmt: skip
+                                             f"{IMAGE_TAGS['bastion']}"}  # fmt: skip
     assert container["LinuxParameters"]["InitProcessEnabled"] is True
     assert (task["Cpu"], task["Memory"], task["Family"]) == ("256", "512", "rstudio-prod-bastion")
 

@@ -10,10 +10,11 @@ import pytest
 from generator.instance.network import subnet_ranges
 from generator.stacks.instance import build
 from stacksets.config import parse_config
+from tests.instance_parts import IMAGE_TAGS
 
 
 def resources_of(data: dict[str, Any], instance: str) -> dict[str, Any]:
-    return build(parse_config(data), instance).to_dict()["Resources"]
+    return build(parse_config(data), instance, IMAGE_TAGS).to_dict()["Resources"]
 
 
 def of_type(resources: dict[str, Any], kind: str) -> dict[str, Any]:

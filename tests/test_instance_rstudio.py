@@ -22,7 +22,7 @@ from generator.instance.rstudio import add_rstudio
 from generator.instance.secrets import add_rstudio_secrets
 from generator.instance.servers import rstudio_servers
 from stacksets.config import LaunchType, parse_config
-from tests.instance_parts import Groundwork, groundwork
+from tests.instance_parts import IMAGE_TAGS, Groundwork, groundwork
 
 USERS = ("alice", "bob", "chen")
 
@@ -55,7 +55,7 @@ def build_rstudio(cfg, instance: str) -> dict[str, Any]:
     on_ec2 = cfg.instances[instance].rstudio.launch_type is LaunchType.ec2
     capacity = add_ec2_capacity(g.template, cfg, instance, g.network, g.cluster, g.key) if on_ec2 else None
     add_rstudio(g.template, cfg, instance, g.network, g.groups, g.cluster, g.key, g.rstudio_task_role, secrets,
-                target_groups, rules, capacity)  # fmt: skip
+                target_groups, rules, capacity, image_tag=IMAGE_TAGS["rstudio"])  # fmt: skip
     return g.template.to_dict()["Resources"]
 
 
@@ -169,11 +169,10 @@ def test_each_server_logs_to_its_own_encrypted_retained_group(cfg):
             assert group["DeletionPolicy"] == "Retain"
 
 
-def test_images_come_from_the_central_ecr_by_the_configured_tag(example_data):
-    example_data["images"]["rstudio"] = "4.5.0-2025.05.0-7"
-    resources = build_rstudio(parse_config(example_data), "dev")
+def test_images_come_from_the_central_ecr_by_their_content_tag(cfg):
+    resources = build_rstudio(cfg, "dev")
     assert container(resources, "RStudioTaskDefinition")["Image"] == {
-        "Fn::Sub": "222222222222.dkr.ecr.eu-west-1.${AWS::URLSuffix}/rstudio:4.5.0-2025.05.0-7"
+        "Fn::Sub": f"222222222222.dkr.ecr.eu-west-1.${{AWS::URLSuffix}}/rstudio:{IMAGE_TAGS['rstudio']}"
     }
 
 
@@ -250,7 +249,7 @@ def test_capacity_must_match_the_launch_type(cfg):
     secrets = add_rstudio_secrets(g.template, cfg, "dev", g.key)
     with pytest.raises(ValueError, match="exactly when"):
         add_rstudio(g.template, cfg, "dev", g.network, g.groups, g.cluster, g.key, g.rstudio_task_role, secrets,
-                    {}, {}, capacity=object())  # type: ignore[arg-type]  # fmt: skip
+                    {}, {}, capacity=object(), image_tag=IMAGE_TAGS["rstudio"])  # type: ignore[arg-type]  # fmt: skip
 
 
 def test_task_role_gains_only_the_separate_ecs_exec_policy(cfg):

@@ -19,7 +19,7 @@ from troposphere.elasticloadbalancingv2 import (
 
 from generator.instance.shiny import ShinyService, add_shiny
 from stacksets.config import parse_config
-from tests.instance_parts import Groundwork, groundwork
+from tests.instance_parts import IMAGE_TAGS, Groundwork, groundwork
 
 
 class Ingress(NamedTuple):
@@ -49,7 +49,7 @@ def build_shiny(cfg, instance: str) -> tuple[ShinyService, dict[str, Any]]:
     g = groundwork(cfg, instance)
     ingress = stand_in_ingress(g)
     shiny = add_shiny(g.template, cfg, instance, g.network, g.groups, g.cluster, g.key, ingress.load_balancer,
-                      ingress.target_group, ingress.rule)  # fmt: skip
+                      ingress.target_group, ingress.rule, image_tag=IMAGE_TAGS["shiny"])  # fmt: skip
     return shiny, g.template.to_dict()["Resources"]
 
 
@@ -153,7 +153,7 @@ def test_task_definition_runs_the_pinned_image_at_the_configured_size(cfg, insta
     [container] = task["ContainerDefinitions"]
     assert container["Name"] == "shiny"
     assert container["Image"] == {"Fn::Sub": f"222222222222.dkr.ecr.eu-west-1.${{AWS::URLSuffix}}/shiny:"
-                                             f"{cfg.images.shiny}"}  # fmt: skip
+                                             f"{IMAGE_TAGS['shiny']}"}  # fmt: skip
     assert container["PortMappings"] == [{"ContainerPort": 3838, "Protocol": "tcp"}]
     assert {"Name": "SHINY_LOG_STDERR", "Value": "1"} in container["Environment"]
     assert "Secrets" not in container

@@ -17,7 +17,7 @@ from generator.instance.storage import SHINY_APPS_GID, SHINY_UID, TaskRoles, add
 from generator.render import render
 from stacksets.config import ConfigError, LaunchType, parse_config
 from stacksets.template_checks import check_template, lint_template
-from tests.instance_parts import groundwork
+from tests.instance_parts import IMAGE_TAGS, groundwork
 
 USERS = {"alice": 3001, "bob": 3002, "chen": 3003}
 ROLES = {"RStudioTaskRole", "ShinyTaskRole", "DataSyncEfsRole"}
@@ -36,9 +36,11 @@ def build(cfg, instance: str) -> Template:
     on_ec2 = cfg.instances[instance].rstudio.launch_type is LaunchType.ec2
     capacity = add_ec2_capacity(t, cfg, instance, g.network, g.cluster, g.key) if on_ec2 else None
     add_rstudio(t, cfg, instance, g.network, g.groups, g.cluster, g.key, g.rstudio_task_role, secrets,
-                ingress.rstudio_target_groups, ingress.rstudio_rules, capacity, storage)  # fmt: skip
+                ingress.rstudio_target_groups, ingress.rstudio_rules, capacity, storage,
+                image_tag=IMAGE_TAGS["rstudio"])  # fmt: skip
     add_shiny(t, cfg, instance, g.network, g.groups, g.cluster, g.key, ingress.load_balancer,
-              ingress.shiny_target_group, ingress.shiny_rule, storage, shiny_role)  # fmt: skip
+              ingress.shiny_target_group, ingress.shiny_rule, storage, shiny_role,
+              image_tag=IMAGE_TAGS["shiny"])  # fmt: skip
     return t
 
 

@@ -40,7 +40,7 @@ def test_render_is_sorted_with_header_and_one_trailing_newline():
 def test_render_ignores_the_cfn_flip_width_variable():
     script = (
         "from generator.render import render_all; from stacksets.config import load_config;"
-        "import hashlib,sys; files = render_all(load_config('config.yaml'));"
+        "import hashlib,sys; files = render_all(load_config('config.yaml')).templates;"
         "sys.stdout.write(hashlib.sha256(b''.join(files[k] for k in sorted(files))).hexdigest())"
     )
     digests = {
@@ -61,13 +61,13 @@ def test_template_over_the_limit_is_refused():
 
 
 def test_render_all_names_one_file_per_stackset(cfg):
-    files = render_all(cfg)
+    files = render_all(cfg).templates
     assert sorted(files) == sorted([
         "rstudio-bootstrap.yaml", "rstudio-central.yaml", "rstudio-data.yaml", "rstudio-network.yaml",
         "rstudio-dev-zone.yaml", "rstudio-dev-data.yaml", "rstudio-dev.yaml",
         "rstudio-prod-zone.yaml", "rstudio-prod-data.yaml", "rstudio-prod.yaml",
     ])  # fmt: skip
-    assert render_all(cfg) == files
+    assert render_all(cfg).templates == files
 
 
 def test_write_replaces_changed_removes_orphans_and_keeps_unchanged(tmp_path: Path):

@@ -14,13 +14,14 @@ from generator.stacks.instance import build
 from stacksets.config import Config, parse_config
 from stacksets.naming import instance_stackset
 from stacksets.template_checks import lint_template
+from tests.instance_parts import IMAGE_TAGS
 
 DATA_ACCOUNT = "444444444444"
 FOUNDATION = ("InstanceKey", "InstanceKeyAlias", "RStudioTaskRole", "DataSyncRole", "DataAccountEventBusPolicy")
 
 
 def resources(cfg: Config, instance: str) -> dict[str, Any]:
-    return build(cfg, instance).to_dict()["Resources"]
+    return build(cfg, instance, IMAGE_TAGS).to_dict()["Resources"]
 
 
 def sub(text: str) -> dict[str, str]:
@@ -198,13 +199,13 @@ def test_dev_and_prod_differ_only_in_the_instance_name(example_data):
 
 @pytest.mark.parametrize("instance", ["dev", "prod"])
 def test_template_is_partition_safe_and_holds_no_instance_account_id(cfg, instance):
-    text = build(cfg, instance).to_json()
+    text = build(cfg, instance, IMAGE_TAGS).to_json()
     assert not re.search(r"arn:aws[a-z-]*:", text)
     assert cfg.instances[instance].account not in text  # the same template fits any account it is deployed to
 
 
 def test_outputs_name_the_key_both_roles_and_the_urls_users_open(cfg):
-    outputs = build(cfg, "dev").to_dict()["Outputs"]
+    outputs = build(cfg, "dev", IMAGE_TAGS).to_dict()["Outputs"]
     assert {name: output["Value"] for name, output in outputs.items()} == {
         "KeyArn": {"Fn::GetAtt": ["InstanceKey", "Arn"]},
         "RStudioTaskRoleArn": {"Fn::GetAtt": ["RStudioTaskRole", "Arn"]},
@@ -212,7 +213,7 @@ def test_outputs_name_the_key_both_roles_and_the_urls_users_open(cfg):
         "ShinyUrl": "https://shiny.dev.analytics.example.com/",
         "RStudioUrl": "https://rstudio.dev.analytics.example.com/",
     }
-    prod = build(cfg, "prod").to_dict()["Outputs"]
+    prod = build(cfg, "prod", IMAGE_TAGS).to_dict()["Outputs"]
     assert prod["BobRStudioUrl"]["Value"] == "https://bob.rstudio.prod.analytics.example.com/"
     assert not any("Export" in output for output in outputs.values())
 
@@ -220,12 +221,12 @@ def test_outputs_name_the_key_both_roles_and_the_urls_users_open(cfg):
 @pytest.mark.slow
 @pytest.mark.parametrize("instance", ["dev", "prod"])
 def test_cfn_lint_finds_nothing(cfg, instance):
-    assert lint_template(instance, build(cfg, instance).to_json(), cfg.regions) == []
+    assert lint_template(instance, build(cfg, instance, IMAGE_TAGS).to_json(), cfg.regions) == []
 
 
 def test_unknown_instance_is_refused(cfg):
     with pytest.raises(ValueError, match="unknown instance 'staging'"):
-        build(cfg, "staging")
+        build(cfg, "staging", IMAGE_TAGS)
 
 
 # ------------------------------------------------------------------------------------------------------------------

@@ -81,7 +81,7 @@ def ssh_key_secret_name(instance: str) -> str:
 
 
 def add_bastion(t: Template, cfg: Config, instance: str, network: Network, groups: SecurityGroups,
-                cluster_parts: ClusterParts, key: Key) -> Bastion | None:  # fmt: skip
+                cluster_parts: ClusterParts, key: Key, *, image_tag: str) -> Bastion | None:  # fmt: skip
     settings = cfg.instances[instance]
     if not settings.bastion.enabled or groups.bastion is None:
         return None
@@ -90,7 +90,8 @@ def add_bastion(t: Template, cfg: Config, instance: str, network: Network, group
     execution_role = add_execution_role(t, "BastionExecutionRole", cfg, "bastion", log_group, key, secrets=[secret])
     task_role = add_exec_task_role(t, "BastionTaskRole", f"SSH bastion of RStudio instance {instance}: ECS Exec only",
                                    cluster_parts.exec_log_group, key)  # fmt: skip
-    task_definition = add_bastion_task_definition(t, cfg, instance, secret, log_group, execution_role, task_role)
+    task_definition = add_bastion_task_definition(t, cfg, instance, secret, log_group, execution_role, task_role,
+                                                  image_tag=image_tag)  # fmt: skip
     service = add_bastion_service(t, network, groups.bastion, cluster_parts, task_definition)
     return Bastion(secret, task_definition, service, task_role)
 
@@ -107,9 +108,10 @@ def add_bastion_key_secret(t: Template, instance: str, key: Key) -> Secret:
 
 
 def add_bastion_task_definition(t: Template, cfg: Config, instance: str, secret: Secret, log_group: LogGroup,
-                                execution_role: Role, task_role: Role) -> TaskDefinition:  # fmt: skip
+                                execution_role: Role, task_role: Role, *,
+                                image_tag: str) -> TaskDefinition:  # fmt: skip
     container = ContainerDefinition(
-        Name="bastion", Image=image(cfg, "bastion", cfg.images.bastion), Essential=True,
+        Name="bastion", Image=image(cfg, "bastion", image_tag), Essential=True,
         PortMappings=[PortMapping(ContainerPort=SSH_PORT, Protocol="tcp")],
         Secrets=[ContainerSecret(Name="SSH_PUBLIC_KEY", ValueFrom=Ref(secret))],
         LinuxParameters=LinuxParameters(InitProcessEnabled=True),

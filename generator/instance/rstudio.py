@@ -88,6 +88,8 @@ from stacksets.config import Config, LaunchType
 
 SHARED_ADMIN_UID = 1000
 STOP_TIMEOUT_SECONDS = 120
+# The instance's Athena settings; the image hands them on to every R session (container/rstudio).
+ATHENA_VARIABLES = ("ATHENA_REGION", "ATHENA_ROLE_ARN", "ATHENA_WORKGROUP")
 OPEN_FILES = 65536
 
 
@@ -101,7 +103,8 @@ class RStudioService(NamedTuple):
 def add_rstudio(t: Template, cfg: Config, instance: str, network: Network, groups: SecurityGroups,
                 cluster_parts: ClusterParts, key: Key, task_role: Role, secrets: RStudioSecrets,
                 target_groups: dict[str, TargetGroup], rules: dict[str, ListenerRule],
-                capacity: Ec2Capacity | None, storage: Storage | None = None) -> dict[str, RStudioService]:  # fmt: skip
+                capacity: Ec2Capacity | None, storage: Storage | None = None, *,
+                image_tag: str) -> dict[str, RStudioService]:  # fmt: skip
     """One service per RStudio server, keyed like the target groups and rules by RStudioServer.key."""
     on_ec2 = cfg.instances[instance].rstudio.launch_type is LaunchType.ec2
     if on_ec2 != (capacity is not None):
@@ -115,7 +118,7 @@ def add_rstudio(t: Template, cfg: Config, instance: str, network: Network, group
         execution_role = add_execution_role(t, server.id("ExecutionRole"), cfg, "rstudio", log_group, key,
                                             list(own.values()))  # fmt: skip
         definition = add_rstudio_task_definition(t, cfg, instance, server, log_group, execution_role, task_role, own,
-                                                 storage)  # fmt: skip
+                                                 storage, image_tag=image_tag)  # fmt: skip
         depends_on = [rules[server.key].title, exec_policy.title] + ([capacity.associations.title] if capacity else [])
         depends_on += mount_dependencies(storage, "rstudio") if storage else []
         service = add_rstudio_service(t, cfg, instance, server, network, groups, cluster_parts, definition,
@@ -162,11 +165,12 @@ def container_environment(cfg: Config, instance: str, server: RStudioServer) -> 
 
 def add_rstudio_task_definition(t: Template, cfg: Config, instance: str, server: RStudioServer, log_group: LogGroup,
                                 execution_role: Role, task_role: Role,
-                                own: dict[str, Secret], storage: Storage | None = None) -> TaskDefinition:  # fmt: skip
+                                own: dict[str, Secret], storage: Storage | None = None, *,
+                                image_tag: str) -> TaskDefinition:  # fmt: skip
     settings = cfg.instances[instance].rstudio
     volumes, mount_points = task_volumes(storage, rstudio_mounts(server)) if storage else ([], [])
     container = ContainerDefinition(
-        Name="rstudio", Image=image(cfg, "rstudio", cfg.images.rstudio), Essential=True,
+        Name="rstudio", Image=image(cfg, "rstudio", image_tag), Essential=True,
         PortMappings=[PortMapping(ContainerPort=RSTUDIO_PORT, Protocol="tcp")],
         Environment=container_environment(cfg, instance, server),
         Secrets=[ContainerSecret(Name=name, ValueFrom=Ref(secret)) for name, secret in sorted(own.items())],

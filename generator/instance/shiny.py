@@ -83,13 +83,14 @@ class ShinyService(NamedTuple):
 def add_shiny(t: Template, cfg: Config, instance: str, network: Network, groups: SecurityGroups,
               cluster_parts: ClusterParts, key: Key, load_balancer: Alb, target_group: TargetGroup,
               rule: ListenerRule, storage: Storage | None = None,
-              task_role: Role | None = None) -> ShinyService:  # fmt: skip
+              task_role: Role | None = None, *, image_tag: str) -> ShinyService:  # fmt: skip
     """`task_role`: from add_shiny_task_role when storage needed the role first; made here when not given."""
     settings = cfg.instances[instance]
     log_group = add_log_group(t, "ShinyLogGroup", f"/rstudio/{instance}/shiny", key, settings.logs.retention_days)
     execution_role = add_execution_role(t, "ShinyExecutionRole", cfg, "shiny", log_group, key, secrets=[])
     task_role = task_role or add_shiny_task_role(t, instance, cluster_parts, key)
-    task_definition = add_shiny_task_definition(t, cfg, instance, log_group, execution_role, task_role, storage)
+    task_definition = add_shiny_task_definition(t, cfg, instance, log_group, execution_role, task_role, storage,
+                                                image_tag=image_tag)  # fmt: skip
     depends_on = [rule.title] + (mount_dependencies(storage, "shiny") if storage else [])
     service = add_shiny_service(t, cfg, instance, network, groups, cluster_parts, task_definition, target_group,
                                 depends_on)  # fmt: skip
@@ -105,11 +106,12 @@ def add_shiny_task_role(t: Template, instance: str, cluster_parts: ClusterParts,
 
 
 def add_shiny_task_definition(t: Template, cfg: Config, instance: str, log_group: LogGroup, execution_role: Role,
-                              task_role: Role, storage: Storage | None = None) -> TaskDefinition:  # fmt: skip
+                              task_role: Role, storage: Storage | None = None, *,
+                              image_tag: str) -> TaskDefinition:  # fmt: skip
     shiny = cfg.instances[instance].shiny
     volumes, mount_points = task_volumes(storage, shiny_mounts()) if storage else ([], [])
     container = ContainerDefinition(
-        Name="shiny", Image=image(cfg, "shiny", cfg.images.shiny), Essential=True,
+        Name="shiny", Image=image(cfg, "shiny", image_tag), Essential=True,
         PortMappings=[PortMapping(ContainerPort=SHINY_PORT, Protocol="tcp")],
         Environment=[Environment(Name="SHINY_LOG_STDERR", Value="1")],
         # An init process reaps the ECS Exec agent's children; rocker's s6-overlay v2 tolerates not being PID 1.

@@ -9,6 +9,7 @@ Everything else runs against ${AWS::AccountId}/${AWS::Region}, so the template h
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import NamedTuple
 
 import awacs.events
@@ -64,7 +65,8 @@ class Roles(NamedTuple):
     datasync: Role
 
 
-def build(cfg: Config, instance: str) -> Template:
+def build(cfg: Config, instance: str, image_tags: Mapping[str, str]) -> Template:
+    """`image_tags`: image name -> content-hash tag of its build context (generator/images/contexts.py)."""
     if instance not in cfg.instances:
         raise ValueError(f"unknown instance {instance!r}; the config has {', '.join(sorted(cfg.instances))}")
     settings = cfg.instances[instance]
@@ -89,11 +91,12 @@ def build(cfg: Config, instance: str) -> Template:
     on_ec2 = settings.rstudio.launch_type is LaunchType.ec2
     capacity = add_ec2_capacity(t, cfg, instance, network, cluster, key) if on_ec2 else None
     add_rstudio(t, cfg, instance, network, groups, cluster, key, roles.rstudio_task, secrets,
-                ingress.rstudio_target_groups, ingress.rstudio_rules, capacity, storage)  # fmt: skip
+                ingress.rstudio_target_groups, ingress.rstudio_rules, capacity, storage,
+                image_tag=image_tags["rstudio"])  # fmt: skip
     add_shiny(t, cfg, instance, network, groups, cluster, key, ingress.load_balancer, ingress.shiny_target_group,
-              ingress.shiny_rule, storage, shiny_role)  # fmt: skip
+              ingress.shiny_rule, storage, shiny_role, image_tag=image_tags["shiny"])  # fmt: skip
     add_welcome_email(t, cfg, instance, key, secrets, rstudio_servers(cfg, instance))
-    add_bastion(t, cfg, instance, network, groups, cluster, key)
+    add_bastion(t, cfg, instance, network, groups, cluster, key, image_tag=image_tags["bastion"])
     add_outputs(t, cfg, instance, key, roles)
     return t
 
