@@ -360,7 +360,7 @@ class ImageBuild(Model):
     timeout_minutes: int = Field(default=90, ge=10, le=480)
     log_retention_days: RetentionDays = 90
     context_expiry_days: int = Field(default=90, ge=1, le=3650)
-    """Uploaded build contexts and their build logs are kept this long in the artifact bucket."""
+    """Uploaded build contexts are kept this long in the artifact bucket (build logs: log_retention_days)."""
 
 
 class Images(Model):

@@ -200,7 +200,9 @@ def remap_plan(plan: Plan, id_map: IdMap) -> Plan:
         overrides = tuple(Override(id_map.account(o.account), o.region, parameters(o.parameters)) for o in n.overrides)
         return replace(n, targets=targets, overrides=overrides, parameters=parameters(n.parameters))
 
-    return Plan({name: node(n) for name, n in plan.nodes.items()})
+    # The build bucket keeps its name: the template names it after the config's central account.
+    images = replace(plan.images, account=id_map.account(plan.images.account)) if plan.images else None
+    return Plan({name: node(n) for name, n in plan.nodes.items()}, images)
 
 
 # ====================================================================================================================
@@ -249,6 +251,7 @@ STUB_TYPES: dict[str, tuple[str, str]] = {
     "AWS::ApplicationAutoScaling::ScalableTarget": ("application-autoscaling", "scalable-target/"),
     "AWS::ApplicationAutoScaling::ScalingPolicy": ("autoscaling", "scalingPolicy:"),
     "AWS::Athena::WorkGroup": ("athena", "workgroup/"),
+    "AWS::CodeBuild::Project": ("codebuild", "project/"),
     "AWS::DataSync::LocationEFS": ("datasync", "location/loc-"),
     "AWS::DataSync::LocationS3": ("datasync", "location/loc-"),
     "AWS::DataSync::Task": ("datasync", "task/task-"),
