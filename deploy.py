@@ -103,10 +103,47 @@ def _plan(args: argparse.Namespace, cfg: Config) -> Any:
     from stacksets.plan import PlanError, build_plan
 
     try:
-        plan = build_plan(cfg, Path(args.templates))
+        plan = build_plan(cfg, Path(args.templates), Path(args.container))
         return plan.only(args.only) if args.only else plan
     except PlanError as error:
         raise ConfigError(str(error)) from None
+
+
+def _image_plan(args: argparse.Namespace, cfg: Config) -> Any:
+    """The image step alone (narrowed by --only); in the sandbox with what it needs, because each sandbox starts as
+    an empty AWS without the central account's repositories and bucket."""
+    from dataclasses import replace
+
+    from stacksets.plan import Plan, PlanError, build_plan
+
+    names = [name for value in args.only or [] for name in value.split(",") if name]
+    try:
+        plan = build_plan(cfg, Path(args.templates), Path(args.container))
+        step = plan.images.select(names) if names else plan.images
+    except PlanError as error:
+        raise ConfigError(str(error)) from None
+    if args.sandbox:
+        return replace(plan.only([step.name]), images=step)
+    return Plan({}, step)
+
+
+def _builder(args: argparse.Namespace) -> Any:
+    """Who turns a missing image into one in ECR: CodeBuild, this machine's docker (--local), or the sandbox's
+    simulation."""
+    from stacksets.builders import BuilderError, CodeBuild, LocalDocker, Simulated
+
+    local = getattr(args, "local", False)
+    if args.sandbox and local:
+        raise ConfigError("--local pushes to the central account's registry, which the sandbox does not have: "
+                          "leave out --local or --sandbox")  # fmt: skip
+    if args.sandbox:
+        return Simulated()
+    if local:
+        try:
+            return LocalDocker()
+        except BuilderError as error:
+            raise ConfigError(str(error)) from None
+    return CodeBuild()
 
 
 @contextmanager
@@ -142,7 +179,7 @@ def _executor(args: argparse.Namespace, clients: Any, plan: Any, live: bool = Tr
     options = Options(timeout_s=args.timeout, max_workers=args.workers, state_path=state,
                       prune=getattr(args, "prune", False))  # fmt: skip
     progress = Progress(plan.order(), stream=sys.stderr) if live else (lambda event: None)
-    return Executor(clients, options=options, on_event=progress)
+    return Executor(clients, options=options, on_event=progress, builder=_builder(args))
 
 
 def _confirm(args: argparse.Namespace, question: str) -> bool:
@@ -241,7 +278,7 @@ def cmd_drift(args: argparse.Namespace, cfg: Config) -> int:
 
     def run() -> int:
         with _aws(args, cfg, _plan(args, cfg)) as (clients, plan, _):
-            report = _executor(args, clients, plan).drift(plan)
+            report = _executor(args, clients, plan.without_images()).drift(plan)
             sys.stdout.write(summary_table(report))
         return EXIT_FAILED if report.drifted or not report.ok else EXIT_OK
 
@@ -258,8 +295,33 @@ def cmd_destroy(args: argparse.Namespace, cfg: Config) -> int:
             if not _confirm(args, f"destroy {names}"):
                 print("nothing destroyed")
                 return EXIT_FAILED
-            report = _executor(args, clients, plan).destroy(plan)
+            report = _executor(args, clients, plan.without_images()).destroy(plan)
             sys.stdout.write(summary_table(report) + retained_text(report))
+            _write_timeline(args, report)
+            return EXIT_OK if report.ok else EXIT_FAILED
+
+    return _run(run)
+
+
+def cmd_images(args: argparse.Namespace, cfg: Config) -> int:
+    """Build and push the images whose tag (a hash of container/<image>/) is not in the central account's ECR yet."""
+    from stacksets.executor import ImageDiff
+    from stacksets.report import images_plan_text, summary_table
+
+    def run() -> int:
+        with _aws(args, cfg, _image_plan(args, cfg)) as (clients, plan, _):
+            executor = _executor(args, clients, plan)
+            [diff] = [diff for diff in executor.diff(plan) if isinstance(diff, ImageDiff)]
+            sys.stdout.write(images_plan_text(diff))
+            if not diff.missing:
+                return EXIT_OK
+            if args.sandbox:
+                print(f"sandbox: it starts empty, so {', '.join(plan.nodes)} are deployed first", file=sys.stderr)
+            if not _confirm(args, f"build and push {', '.join(image for image, _ in diff.missing)}"):
+                print("nothing built")
+                return EXIT_FAILED
+            report = executor.deploy(plan)
+            sys.stdout.write(summary_table(report))
             _write_timeline(args, report)
             return EXIT_OK if report.ok else EXIT_FAILED
 
@@ -311,14 +373,15 @@ def build_parser() -> argparse.ArgumentParser:
     templates = argparse.ArgumentParser(add_help=False)
     templates.add_argument("--templates", default="templates", metavar="DIR",
                            help="template folder (default: %(default)s)")  # fmt: skip
+    container = argparse.ArgumentParser(add_help=False)
+    container.add_argument("--container", default="container", metavar="DIR",
+                           help="folder of the images' build contexts (default: %(default)s)")  # fmt: skip
 
     parser = argparse.ArgumentParser(prog="deploy.py", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    render = commands.add_parser("render", parents=[common, templates], help=cmd_render.__doc__,
+    render = commands.add_parser("render", parents=[common, templates, container], help=cmd_render.__doc__,
                                  description=cmd_render.__doc__)  # fmt: skip
-    render.add_argument("--container", default="container", metavar="DIR",
-                        help="folder of the images' build contexts (default: %(default)s)")  # fmt: skip
     render.add_argument("--check", action="store_true", help="write nothing; exit 1 with a diff if anything is stale")
     render.set_defaults(handler=cmd_render)
 
@@ -335,7 +398,6 @@ def build_parser() -> argparse.ArgumentParser:
     aws.add_argument("--sandbox", action="store_true",
                      help="run against an embedded moto AWS on 127.0.0.1 (rehearsal; nothing leaves this machine)")
     aws.add_argument("--profile", help="AWS profile of the admin account (default: the usual AWS credential chain)")
-    aws.add_argument("--only", nargs="+", metavar="STACKSET", help="these StackSets and what they depend on")
     aws.add_argument("--state", default=".rstudio-fargate/state.json", metavar="PATH",
                      help="where operations in flight are recorded, so an interrupted run resumes them")
     aws.add_argument("--timeout", type=float, default=3600, metavar="SECONDS", help="limit per StackSet operation")
@@ -345,21 +407,32 @@ def build_parser() -> argparse.ArgumentParser:
     changes.add_argument("--timeline", metavar="PATH", help="write the run's operations with start and end (JSON)")
 
     for name, handler, parents in (
-        ("plan", cmd_plan, [common, templates, aws]),
-        ("deploy", cmd_deploy, [common, templates, aws, changes]),
-        ("status", cmd_status, [common, templates, aws]),
-        ("drift", cmd_drift, [common, templates, aws]),
-        ("destroy", cmd_destroy, [common, templates, aws, changes]),
-        ("preflight", cmd_preflight, [common, templates, aws]),
+        ("plan", cmd_plan, [common, templates, container, aws]),
+        ("deploy", cmd_deploy, [common, templates, container, aws, changes]),
+        ("status", cmd_status, [common, templates, container, aws]),
+        ("drift", cmd_drift, [common, templates, container, aws]),
+        ("destroy", cmd_destroy, [common, templates, container, aws, changes]),
+        ("preflight", cmd_preflight, [common, templates, container, aws]),
     ):
         command = commands.add_parser(name, parents=parents, help=handler.__doc__, description=handler.__doc__)
         command.set_defaults(handler=handler)
+        command.add_argument("--only", nargs="+", metavar="STACKSET",
+                             help="these StackSets (or rstudio-images) and what they depend on")  # fmt: skip
         if name == "plan":
             command.add_argument("--json", action="store_true", help="machine-readable output")
         if name == "deploy":
             command.add_argument("--prune", action="store_true", help="also delete instances the config no longer has")
 
-    graph = commands.add_parser("graph", parents=[common, templates], help=cmd_graph.__doc__,
+    images = commands.add_parser("images", parents=[common, templates, container, aws, changes],
+                                 help=cmd_images.__doc__, description=cmd_images.__doc__)  # fmt: skip
+    images.add_argument("--local", action="store_true",
+                        help="build with this machine's docker and push through the publisher role, not in "
+                             "CodeBuild")  # fmt: skip
+    images.add_argument("--only", nargs="+", metavar="IMAGE",
+                        help="only these images, e.g. rstudio,shiny (default: every image)")  # fmt: skip
+    images.set_defaults(handler=cmd_images)
+
+    graph = commands.add_parser("graph", parents=[common, templates, container], help=cmd_graph.__doc__,
                                 description=cmd_graph.__doc__)  # fmt: skip
     graph.add_argument("--format", choices=("mermaid", "dot"), default="mermaid")
     graph.add_argument("--output", metavar="PATH", help="write the text here instead of stdout")

@@ -1,4 +1,5 @@
-"""The only place boto3 clients are made: retries, the sandbox endpoint, CallAs, and the reader role in target accounts.
+"""The only place boto3 clients are made: retries, the sandbox endpoint, CallAs, the reader role in target accounts
+and the image publisher role in the central account.
 
 Everything that talks to AWS receives a `Clients` and asks it for what it needs, so tests can hand in fakes and the
 sandbox can point the very same code at a local moto server.
@@ -15,7 +16,7 @@ from botocore.config import Config as BotoConfig
 from botocore.exceptions import ClientError, NoCredentialsError, TokenRetrievalError
 
 from stacksets.config import CallAs
-from stacksets.naming import DEPLOY_READER_ROLE
+from stacksets.naming import DEPLOY_READER_ROLE, IMAGE_PUBLISHER_ROLE
 
 
 class AwsError(Exception):
@@ -83,19 +84,28 @@ class Clients:
 
     def reader(self, account: str, region: str, service: str = "cloudformation") -> Any:
         """A client in a target account through the read-only `rstudio-deploy-reader` role (bootstrap StackSet)."""
-        key = ("reader", account, region, service)
+        return self._assumed(DEPLOY_READER_ROLE, account, region, service,
+                             "is the rstudio-bootstrap StackSet deployed to that account?")  # fmt: skip
+
+    def publisher(self, account: str, region: str, service: str) -> Any:
+        """A client in the central account through `rstudio-image-publisher` (rstudio-central): upload build
+        contexts, run and follow image builds, read and push images."""
+        return self._assumed(IMAGE_PUBLISHER_ROLE, account, region, service,
+                             "is the rstudio-central StackSet deployed?")  # fmt: skip
+
+    def _assumed(self, role: str, account: str, region: str, service: str, hint: str) -> Any:
+        key = (role, account, region, service)
         with self._lock:
             cached = self._cache.get(key)
         if cached is not None:
             return cached
         sts = self.client("sts")
         partition = "aws-cn" if region.startswith("cn-") else "aws-us-gov" if region.startswith("us-gov-") else "aws"
-        role_arn = f"arn:{partition}:iam::{account}:role/{DEPLOY_READER_ROLE}"
+        role_arn = f"arn:{partition}:iam::{account}:role/{role}"
         try:
             credentials = sts.assume_role(RoleArn=role_arn, RoleSessionName="rstudio-fargate")["Credentials"]
         except Exception as error:  # noqa: BLE001 - worded for the user below
-            raise AwsError(f"cannot assume {role_arn}: {explain(error)}; is the rstudio-bootstrap StackSet deployed "
-                           "to that account?") from None  # fmt: skip
+            raise AwsError(f"cannot assume {role_arn}: {explain(error)}; {hint}") from None
         client = boto3.client(service, region_name=region, endpoint_url=self.endpoint_url, config=self._config(),
                               aws_access_key_id=credentials["AccessKeyId"],
                               aws_secret_access_key=credentials["SecretAccessKey"],

@@ -1,4 +1,4 @@
-"""Runs a Plan against AWS: diff, deploy, status, drift and destroy of the StackSets.
+"""Runs a Plan against AWS: diff, deploy, status, drift and destroy of the StackSets, and the image step.
 
 The executor never prints or exits: it returns data (NodeDiff, Report, StatusRow) and reports progress through the
 `on_event` callback. Time (`clock`, `sleep`) and randomness (`random`) are injected so tests and the benchmark run on a
@@ -18,25 +18,28 @@ import time
 import uuid
 from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
 from random import random as default_random
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Union
 
 import yaml
 from botocore.exceptions import ClientError, NoCredentialsError, TokenRetrievalError
 from botocore.parsers import ResponseParserError
 
+from stacksets import naming
 from stacksets.aws import CREDENTIAL_ERRORS, AwsError, call_as_value, explain
+from stacksets.builders import Builder, BuildStatus, CodeBuild
 from stacksets.config import PermissionModel
-from stacksets.plan import Node, OutputRef, ParameterValue, Plan
+from stacksets.plan import ImageBuild, ImageStep, Node, OutputRef, ParameterValue, Plan, Step
 
 THROTTLING = {"Throttling", "ThrottlingException", "TooManyRequestsException", "RequestLimitExceeded",
               "SlowDown"}  # fmt: skip
 MUTATING = {"create_stack_set", "update_stack_set", "delete_stack_set", "create_stack_instances",
             "update_stack_instances", "delete_stack_instances", "detect_stack_set_drift", "create_bucket",
-            "put_public_access_block", "put_bucket_encryption", "put_object"}  # fmt: skip
+            "put_public_access_block", "put_bucket_encryption", "put_object", "start_build",
+            "put_image"}  # fmt: skip
 IN_FLIGHT = {"RUNNING", "QUEUED", "STOPPING"}
 COMPLETE_STACK_STATES = ["CREATE_COMPLETE", "UPDATE_COMPLETE", "UPDATE_ROLLBACK_COMPLETE", "IMPORT_COMPLETE",
                          "IMPORT_ROLLBACK_COMPLETE"]  # fmt: skip
@@ -93,9 +96,30 @@ class NodeDiff:
     warnings: tuple[str, ...] = ()
 
     @property
+    def name(self) -> str:
+        return self.stackset
+
+    @property
     def changed(self) -> bool:
         return (not self.exists or self.template_changed or self.parameters_changed
                 or bool(self.create or self.update or self.delete))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ImageDiff:
+    """What a deploy would build: the pinned image tags the central account's ECR does not hold yet."""
+
+    name: str
+    present: tuple[tuple[str, str], ...] = ()  # (image, tag)
+    missing: tuple[tuple[str, str], ...] = ()
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.missing)
+
+
+Diff = Union[NodeDiff, ImageDiff]
 
 
 @dataclass(frozen=True)
@@ -113,6 +137,15 @@ class DriftedInstance:
     resources: tuple[str, ...] = ()  # "LogicalId (Type): MODIFIED"
 
 
+@dataclass(frozen=True)
+class ImageOutcome:
+    image: str
+    tag: str
+    outcome: str  # "present", "built", "simulated" or "failed"
+    seconds: float = 0.0
+    build_id: str = ""
+
+
 @dataclass
 class NodeResult:
     stackset: str
@@ -122,6 +155,7 @@ class NodeResult:
     operations: list[str] = field(default_factory=list)
     retained: list[tuple[str, str]] = field(default_factory=list)  # (resource type, logical id) kept by destroy
     drifted: list[DriftedInstance] = field(default_factory=list)
+    images: list[ImageOutcome] = field(default_factory=list)  # the image step only
 
 
 @dataclass(frozen=True)
@@ -259,8 +293,9 @@ class StateFile:
 class Executor:
     def __init__(self, clients: Any, *, options: Options | None = None, clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep, on_event: Callable[[Event], None] = lambda event: None,
-                 random: Callable[[], float] = default_random) -> None:  # fmt: skip
+                 random: Callable[[], float] = default_random, builder: Builder | None = None) -> None:  # fmt: skip
         self.clients = clients
+        self.builder: Builder = builder or CodeBuild()
         self.options = options or Options()
         self.clock = clock
         self.sleep = sleep
@@ -324,7 +359,7 @@ class Executor:
         self._started = self.clock()
         self._deadline = self._started + self.options.timeout_s
         self._done = 0
-        self._total = len(plan.nodes)
+        self._total = len(plan.steps())
         self._org_cache = {}
         self._credentials = None
         return self._report
@@ -426,9 +461,15 @@ class Executor:
     # ----------------------------------------------------------------------------------------------------------------
     # Diff
 
-    def diff(self, plan: Plan) -> list[NodeDiff]:
+    def diff(self, plan: Plan) -> list[Diff]:
         self._start_run(plan)
-        return [self._diff(plan.nodes[name], strict=False) for name in plan.order()]
+        steps = plan.steps()
+        return [self._diff_step(steps[name]) for name in plan.order()]
+
+    def _diff_step(self, step: Step) -> Diff:
+        if isinstance(step, ImageStep):
+            return self._diff_images(step)
+        return self._diff(step, strict=False)
 
     def _diff(self, node: Node, strict: bool, live: dict[str, Any] | None = None,
               instances: list[dict[str, Any]] | None = None) -> NodeDiff:  # fmt: skip
@@ -465,9 +506,10 @@ class Executor:
     # ----------------------------------------------------------------------------------------------------------------
     # Readiness-driven walk
 
-    def _walk(self, plan: Plan, work: Callable[[Node], State], verb: str) -> Report:
+    def _walk(self, plan: Plan, work: Callable[[Any], State], verb: str) -> Report:
         report = self._report
-        for name in plan.nodes:
+        steps = plan.steps()
+        for name in steps:
             report.results[name] = NodeResult(name)
             self._emit(name, State.PENDING)
         sorter = plan.sorter()
@@ -479,14 +521,14 @@ class Executor:
                         self._finish(name, State.SKIPPED, "stopped: no valid AWS credentials")
                         sorter.done(name)
                         continue
-                    blocker = next((d for d in plan.nodes[name].depends_on if d in plan.nodes
+                    blocker = next((d for d in steps[name].depends_on if d in steps
                                     and report.results[d].state in (State.FAILED, State.SKIPPED)), None)  # fmt: skip
                     if blocker is not None:
                         why = "failed" if report.results[blocker].state is State.FAILED else "was skipped"
                         self._finish(name, State.SKIPPED, f"dependency {blocker} {why}")
                         sorter.done(name)
                         continue
-                    running[pool.submit(self._run_node, plan.nodes[name], work, verb)] = name
+                    running[pool.submit(self._run_node, steps[name], work, verb)] = name
                 if not running:
                     continue
                 finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
@@ -497,7 +539,7 @@ class Executor:
             raise self._credentials
         return report
 
-    def _run_node(self, node: Node, work: Callable[[Node], State], verb: str) -> State:
+    def _run_node(self, node: Step, work: Callable[[Any], State], verb: str) -> State:
         self._local.stackset = node.name
         result = self._report.results[node.name]
         result.state = State.RUNNING
@@ -701,7 +743,11 @@ class Executor:
 
     def deploy(self, plan: Plan) -> Report:
         self._start_run(plan)
-        return self._walk(plan, lambda node: self._deploy_node(node, plan), "deploy")
+
+        def work(step: Step) -> State:
+            return self._deploy_images(step) if isinstance(step, ImageStep) else self._deploy_node(step, plan)
+
+        return self._walk(plan, work, "deploy")
 
     def _deploy_node(self, node: Node, plan: Plan) -> State:
         reattached = self._reattach(node)
@@ -838,9 +884,13 @@ class Executor:
     def status(self, plan: Plan) -> list[StatusRow]:
         self._start_run(plan)
         rows = []
+        steps = plan.steps()
         for name in plan.order():
-            node = plan.nodes[name]
+            node = steps[name]
             self._local.stackset = name
+            if isinstance(node, ImageStep):
+                rows += self._image_status(node)
+                continue
             live = self._describe(node)
             if live is None:
                 rows.append(StatusRow(name, "", "", "NOT DEPLOYED"))
@@ -854,6 +904,7 @@ class Executor:
         return rows
 
     def drift(self, plan: Plan) -> Report:
+        plan = plan.without_images()  # images are not deployed by CloudFormation: nothing can drift
         self._start_run(plan)
         return self._walk(plan, self._drift_node, "drift detection")
 
@@ -891,8 +942,9 @@ class Executor:
                 for d in drifts]  # fmt: skip
 
     def destroy(self, plan: Plan) -> Report:
-        self._start_run(plan)
-        return self._walk(plan.reversed(), self._destroy_node, "destroy")
+        reverse = plan.reversed()  # without the image step: the images stay in the retained repositories
+        self._start_run(reverse)
+        return self._walk(reverse, self._destroy_node, "destroy")
 
     def _destroy_node(self, node: Node) -> State:
         result = self._report.results[node.name]
@@ -915,3 +967,179 @@ class Executor:
         if result.retained:
             result.message = "retained: " + ", ".join(f"{logical} ({kind})" for kind, logical in result.retained)
         return State.SUCCEEDED
+
+    # ----------------------------------------------------------------------------------------------------------------
+    # Images
+
+    def _diff_images(self, step: ImageStep) -> ImageDiff:
+        missing, notes, unreadable = self._look_into_ecr(step)
+        absent = {build.image for build in missing}
+        warnings = [f"{image}: {note}" for image, note in notes.items()]
+        if unreadable:
+            warnings.append(f"cannot look into ECR yet, so every image counts as missing: {unreadable}")
+        return ImageDiff(step.name, tuple((b.image, b.tag) for b in step.images if b.image not in absent),
+                         tuple((b.image, b.tag) for b in missing), tuple(warnings))  # fmt: skip
+
+    def _look_into_ecr(self, step: ImageStep) -> tuple[list[ImageBuild], dict[str, str], str]:
+        """For plan and status, where a deploy would stop with an error: the missing builds, a note per image, and
+        why ECR could not be read at all ("" when it could)."""
+        self._local.stackset = step.name
+        try:
+            return (*self._missing_images(step, step.images, strict=False), "")
+        except CredentialsError:
+            raise
+        except (AwsError, ClientError) as error:
+            # Before rstudio-central exists there is no publisher role to look through.
+            return list(step.images), {}, str(explain(error) if isinstance(error, ClientError) else error)
+
+    def _missing_images(self, step: ImageStep, builds: Iterable[ImageBuild], strict: bool
+                        ) -> tuple[list[ImageBuild], dict[str, str]]:  # fmt: skip
+        """The builds whose tag is not in ECR, and a note per image whose repository is not there either."""
+        central = _Central(self, step)
+        missing: list[ImageBuild] = []
+        notes: dict[str, str] = {}
+        for build in builds:
+            try:
+                central.call("ecr", "describe_images", repositoryName=build.image, imageIds=[{"imageTag": build.tag}])
+            except ClientError as error:
+                code = _code(error)
+                if code == "RepositoryNotFoundException" and strict:
+                    raise NodeFailed(f"ECR repository {build.image} does not exist in {step.account}/{step.region}: "
+                                     f"deploy {naming.CENTRAL} first") from None  # fmt: skip
+                if code not in ("ImageNotFoundException", "RepositoryNotFoundException"):
+                    raise
+                missing.append(build)
+                if code == "RepositoryNotFoundException":
+                    notes[build.image] = f"no ECR repository {build.image} yet ({naming.CENTRAL} creates it)"
+        return missing, notes
+
+    def _image_status(self, step: ImageStep) -> list[StatusRow]:
+        missing, notes, unreadable = self._look_into_ecr(step)
+        absent = {build.image for build in missing}
+        status = {b.image: "UNKNOWN" if unreadable else "MISSING" if b.image in absent else "PRESENT"
+                  for b in step.images}  # fmt: skip
+        return [StatusRow(step.name, step.account, step.region, status[b.image], b.image,
+                          reason="; ".join(filter(None, (b.tag, notes.get(b.image), unreadable))))
+                for b in step.images]  # fmt: skip
+
+    def _deploy_images(self, step: ImageStep) -> State:
+        result = self._report.results[step.name]
+        missing, _ = self._missing_images(step, step.images, strict=True)
+        absent = {build.image for build in missing}
+        result.images = [ImageOutcome(b.image, b.tag, "present") for b in step.images if b.image not in absent]
+        if not missing:
+            result.message = "images up to date: " + ", ".join(f"{b.image} {b.tag}" for b in step.images)
+            return State.UNCHANGED
+        outcomes, problems, failures = self._build_images(step, missing)
+        built = [build for build in missing if outcomes[build.image].outcome != "failed"]
+        for build in self._missing_images(step, built, strict=True)[0]:
+            outcomes[build.image] = replace(outcomes[build.image], outcome="failed")
+            problems.append(f"{build.image} {build.tag}: its build {outcomes[build.image].build_id} succeeded, but "
+                            f"ECR has no {build.image}:{build.tag}")  # fmt: skip
+        result.images += [outcomes[build.image] for build in missing]
+        if problems:
+            raise NodeFailed("; ".join(problems), failures)
+        result.message = f"{self.builder.outcome} {', '.join(build.image for build in missing)}"
+        if self.builder.outcome == "simulated":
+            result.message += " (sandbox: tags put into ECR, nothing was built)"
+        return State.SUCCEEDED
+
+    def _build_images(self, step: ImageStep, builds: list[ImageBuild]
+                      ) -> tuple[dict[str, ImageOutcome], list[str], list[InstanceFailure]]:  # fmt: skip
+        """Start every build, then poll them together until all have ended (CodeBuild runs them in parallel)."""
+        central = _Central(self, step)
+        outcomes: dict[str, ImageOutcome] = {}
+        problems: list[str] = []
+        failures: list[InstanceFailure] = []
+        pending: dict[str, tuple[ImageBuild, float]] = {}
+        for build in builds:
+            start = self.clock()
+            build_id = self._adopt_build(step, build, central)
+            if build_id is None:
+                self._emit(step.name, State.RUNNING, "start build", f"{build.image} {build.tag}")
+                try:
+                    build_id = self.builder.start(build, central)
+                except ClientError as error:
+                    outcomes[build.image] = ImageOutcome(build.image, build.tag, "failed")
+                    problems.append(f"{build.image} {build.tag}: its build did not start: {explain(error)}")
+                    continue
+                self.state.record(self._build_key(step, build), build_id, "start_build")
+            pending[build_id] = (build, start)
+        delay = self.options.poll_s
+        while pending:
+            statuses = self.builder.poll(list(pending), central)
+            for build_id in list(pending):
+                status = statuses.get(build_id) or BuildStatus(True, reason=f"the builder does not know {build_id}")
+                if not status.done:
+                    continue
+                build, start = pending.pop(build_id)
+                self.state.clear(self._build_key(step, build), build_id)
+                outcome = self.builder.outcome if status.succeeded else "failed"
+                outcomes[build.image] = ImageOutcome(build.image, build.tag, outcome, self.clock() - start, build_id)
+                with self._lock:
+                    self._report.timeline.append(TimelineEntry(step.name, f"build {build.image}", start - self._started,
+                                                               self.clock() - self._started))  # fmt: skip
+                self._emit(step.name, State.RUNNING, "wait for builds", f"{build.image} {build.tag} {outcome}")
+                if not status.succeeded:
+                    problems.append(_build_problem(build, build_id, status))
+                    if status.log:
+                        tail = f"last lines of the log of {build_id}"
+                        failures.append(InstanceFailure(step.account, step.region, tail, status.log))
+            if not pending:
+                break
+            images = ", ".join(build.image for build, _ in pending.values())
+            self._check_deadline(step, f"image build(s) {', '.join(pending)}", f"{images} still building")
+            self._emit(step.name, State.RUNNING, "wait for builds", f"building {images}")
+            self._pause(delay)
+            delay = min(delay * 2, MAX_POLL_S)
+        return outcomes, problems, failures
+
+    @staticmethod
+    def _build_key(step: ImageStep, build: ImageBuild) -> str:
+        return f"{step.name}/{build.image}:{build.tag}"
+
+    def _adopt_build(self, step: ImageStep, build: ImageBuild, central: _Central) -> str | None:
+        """A build of this very tag that an interrupted run started and that is still running: wait for it instead
+        of starting a second one that would race it to the immutable tag."""
+        key = self._build_key(step, build)
+        recorded = self.state.pending(key)
+        if not recorded:
+            return None
+        build_id = recorded["operation_id"]
+        try:
+            status = self.builder.poll([build_id], central).get(build_id)
+        except ClientError:
+            status = None
+        if status is None or status.done:
+            self.state.clear(key)
+            return None
+        self._emit(step.name, State.RUNNING, "wait for builds", f"reattached to {build_id}")
+        return build_id
+
+    def _count_write(self, what: str) -> None:
+        """A write that is not an AWS API call (`docker push`), counted with them."""
+        stackset = getattr(self._local, "stackset", "")
+        with self._lock:
+            self._report.calls_by_stackset.setdefault(stackset, Counter())[what] += 1
+            self._report.calls[what] += 1
+
+
+def _build_problem(build: ImageBuild, build_id: str, status: BuildStatus) -> str:
+    where = f" in phase {status.phase}" if status.phase else ""
+    log = f" (log: {status.link})" if status.link else ""
+    return f"{build.image} {build.tag}: build {build_id} failed{where}: {status.reason or 'no reason given'}{log}"
+
+
+class _Central:
+    """The central account through the publisher role, every call counted and retried by the executor's `_call`."""
+
+    def __init__(self, executor: Executor, step: ImageStep) -> None:
+        self._executor = executor
+        self.account, self.region, self.bucket = step.account, step.region, step.bucket
+
+    def call(self, service: str, api: str, **kwargs: Any) -> Any:
+        client = self._executor.clients.publisher(self.account, self.region, service)
+        return self._executor._call(client, api, **kwargs)
+
+    def record_write(self, what: str) -> None:
+        self._executor._count_write(what)

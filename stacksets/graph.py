@@ -1,4 +1,4 @@
-"""The StackSet DAG as text for humans and renderers: Mermaid (renders in GitHub PRs) or Graphviz DOT."""
+"""The StackSet DAG (with the image step) as text for humans and renderers: Mermaid (renders in GitHub PRs) or DOT."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from stacksets.plan import Plan
+from stacksets.plan import ImageStep, Plan
 
 
 def _id(name: str) -> str:
@@ -14,13 +14,17 @@ def _id(name: str) -> str:
 
 
 def _where(plan: Plan, name: str) -> tuple[str, str]:
-    """(targets, regions) of a StackSet, for its label."""
-    targets = plan.nodes[name].targets
+    """(targets, regions) of a StackSet, or (images, account/region) of the image step, for its label."""
+    step = plan.step(name)
+    if isinstance(step, ImageStep):
+        return ", ".join(build.image for build in step.images), f"{step.account} / {step.region}"
+    targets = step.targets
     return ", ".join(targets.accounts) or ", ".join(targets.organizational_units), ", ".join(targets.regions)
 
 
 def _edges(plan: Plan) -> list[tuple[str, str]]:
-    return [(dependency, name) for name in plan.order() for dependency in plan.nodes[name].depends_on]
+    steps = plan.steps()
+    return [(dependency, name) for name in plan.order() for dependency in steps[name].depends_on if dependency in steps]
 
 
 def mermaid(plan: Plan) -> str:

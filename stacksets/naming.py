@@ -17,6 +17,8 @@ IMAGES = ("rstudio", "shiny", "bastion")
 # upload build contexts to the bucket and start the CodeBuild project.
 IMAGE_BUILD_PROJECT = f"{PREFIX}-images"
 IMAGE_PUBLISHER_ROLE = f"{PREFIX}-image-publisher"
+# The plan step between rstudio-central and the instance StackSets that makes sure every pinned image tag is in ECR.
+IMAGE_STEP = f"{PREFIX}-images"
 # Holds {"username": ..., "token": ...} of a Docker Hub account, filled in by the platform team: anonymous pulls from
 # CodeBuild's shared addresses run into Docker Hub's rate limit.
 DOCKER_HUB_SECRET = f"{PREFIX}/central/docker-hub"

@@ -3,19 +3,31 @@
 A Plan is data. It can be printed, narrowed with `only()`, reversed for destroy, and walked in dependency order by the
 executor with graphlib's readiness protocol (a StackSet starts as soon as everything it depends on is done, not when
 a whole wave is).
+
+Besides the StackSets (`Plan.nodes`) the walk has one step that is not a StackSet: `Plan.images`, the ImageStep between
+rstudio-central and the instance StackSets, which makes sure every image tag the instance templates pin is in the
+central account's ECR. It is a type of its own rather than a Node with a flag, so nothing that handles StackSets
+(templates, targets, instances, drift, destroy) can mistake it for one: the executor dispatches on the type, and
+`reversed()` / `without_images()` splice it out of the graph for the commands that only concern StackSets.
 """
 
 from __future__ import annotations
 
 import graphlib
 import hashlib
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterable, Union
 
 from stacksets import naming
+from stacksets.build_context import context_tag, read_context, zip_context
 from stacksets.config import CallAs, Config, PermissionModel, Rollout
 from stacksets.limits import TEMPLATE_BODY_BYTES
+
+# The committed build contexts, next to templates/ in the repository.
+CONTAINER = Path(__file__).resolve().parent.parent / "container"
 
 
 class PlanError(Exception):
@@ -88,14 +100,70 @@ class Node:
 
 
 @dataclass(frozen=True)
+class ImageBuild:
+    """One image as committed: the files of container/<image>/ and the content-hash tag the instance templates pin."""
+
+    image: str
+    tag: str
+    files: Mapping[str, bytes] = field(repr=False)
+    executables: frozenset[str] = frozenset()  # paths that are executable on disk: the zip keeps their mode
+
+    @property
+    def key(self) -> str:
+        return naming.build_context_key(self.image, self.tag)
+
+    def archive(self) -> bytes:
+        """The build context as uploaded: the same files always give the same bytes."""
+        return zip_context(self.files, self.executables)
+
+
+@dataclass(frozen=True)
+class ImageStep:
+    """Every image tag pinned by the instance templates exists in the central account's ECR; missing ones are built
+    from their committed contexts. Deploy runs it, status reports it; destroy and drift skip it, because the images
+    stay in the repositories that rstudio-central retains."""
+
+    name: str
+    account: str  # the central account: its ECR repositories, build bucket and publisher role
+    region: str
+    bucket: str  # named after the config's central account, as the template names it (the sandbox remaps `account`)
+    images: tuple[ImageBuild, ...]
+    depends_on: tuple[str, ...] = ()
+
+    def select(self, images: Iterable[str]) -> ImageStep:
+        """The same step for some of the images only (`deploy.py images --only`)."""
+        wanted = set(images)
+        known = [build.image for build in self.images]
+        unknown = sorted(wanted - set(known))
+        if unknown:
+            raise PlanError(f"unknown image(s) {', '.join(unknown)}; the images are {', '.join(known)}")
+        return replace(self, images=tuple(build for build in self.images if build.image in wanted))
+
+
+Step = Union[Node, ImageStep]
+
+
+@dataclass(frozen=True)
 class Plan:
-    nodes: dict[str, Node] = field(default_factory=dict)
+    nodes: dict[str, Node] = field(default_factory=dict)  # the StackSets
+    images: ImageStep | None = None
+
+    def steps(self) -> dict[str, Step]:
+        """Everything the walk runs, by name: the StackSets and the image step."""
+        steps: dict[str, Step] = dict(self.nodes)
+        if self.images is not None:
+            steps[self.images.name] = self.images
+        return dict(sorted(steps.items()))
+
+    def step(self, name: str) -> Step:
+        return self.steps()[name]
 
     def sorter(self) -> graphlib.TopologicalSorter[str]:
         """A prepared sorter for readiness-driven walks (get_ready / done)."""
+        steps = self.steps()
         sorter: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter()
-        for name in sorted(self.nodes):
-            sorter.add(name, *sorted(dep for dep in self.nodes[name].depends_on if dep in self.nodes))
+        for name in sorted(steps):
+            sorter.add(name, *sorted(dep for dep in steps[name].depends_on if dep in steps))
         try:
             sorter.prepare()
         except graphlib.CycleError as error:
@@ -117,26 +185,43 @@ class Plan:
         return [name for wave in self.waves() for name in wave]
 
     def dependents(self, name: str) -> list[str]:
-        return sorted(other for other, node in self.nodes.items() if name in node.depends_on)
+        return sorted(other for other, step in self.steps().items() if name in step.depends_on)
+
+    def without_images(self) -> Plan:
+        """The StackSets alone; what waited for the image step waits for what the image step waited for, so the
+        order between the StackSets stays the same."""
+        step = self.images
+        if step is None:
+            return self
+
+        def splice(depends_on: tuple[str, ...]) -> tuple[str, ...]:
+            if step.name not in depends_on:
+                return depends_on
+            return tuple(sorted({*(dep for dep in depends_on if dep != step.name), *step.depends_on}))
+
+        return Plan({name: replace(node, depends_on=splice(node.depends_on)) for name, node in self.nodes.items()})
 
     def reversed(self) -> Plan:
-        """The same StackSets with every edge turned around: the destroy order."""
-        nodes = {name: replace(node, depends_on=tuple(self.dependents(name))) for name, node in self.nodes.items()}
+        """The StackSets with every edge turned around: the destroy order (there is nothing to destroy of images)."""
+        plan = self.without_images()
+        nodes = {name: replace(node, depends_on=tuple(plan.dependents(name))) for name, node in plan.nodes.items()}
         return Plan(nodes)
 
     def only(self, names: Iterable[str], with_dependencies: bool = True) -> Plan:
+        steps = self.steps()
         wanted = set(names)
-        unknown = sorted(wanted - set(self.nodes))
+        unknown = sorted(wanted - set(steps))
         if unknown:
-            raise PlanError(f"unknown StackSet(s) {', '.join(unknown)}; the plan has {', '.join(sorted(self.nodes))}")
+            raise PlanError(f"unknown StackSet(s) {', '.join(unknown)}; the plan has {', '.join(sorted(steps))}")
         if with_dependencies:
             pending = list(wanted)
             while pending:
-                for dep in self.nodes[pending.pop()].depends_on:
+                for dep in steps[pending.pop()].depends_on:
                     if dep not in wanted:
                         wanted.add(dep)
                         pending.append(dep)
-        return Plan({name: node for name, node in self.nodes.items() if name in wanted})
+        images = self.images if self.images is not None and self.images.name in wanted else None
+        return Plan({name: node for name, node in self.nodes.items() if name in wanted}, images)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -181,8 +266,37 @@ def _targets(cfg: Config, accounts: Iterable[str], regions: Iterable[str]) -> Ta
                    organizational_units=tuple(ous) if service else ())  # fmt: skip
 
 
-def build_plan(cfg: Config, templates_dir: Path) -> Plan:
-    """Every StackSet the config implies, with its template, targets, parameters and dependencies."""
+def _image_builds(container_dir: Path) -> tuple[ImageBuild, ...]:
+    builds = []
+    for image in naming.IMAGES:
+        directory = container_dir / image
+        try:
+            files = read_context(directory)
+            tag = context_tag(files)
+        except (FileNotFoundError, ValueError) as error:
+            raise PlanError(f"{directory}/: {error}; it is committed: restore it, or pass --container") from None
+        executables = frozenset(path for path in files if (directory / path).stat().st_mode & 0o111)
+        builds.append(ImageBuild(image, tag, files, executables))
+    return tuple(builds)
+
+
+def _check_pinned_tags(builds: tuple[ImageBuild, ...], instance_nodes: Iterable[Node], templates_dir: Path,
+                       container_dir: Path) -> None:  # fmt: skip
+    """The committed templates and contexts must agree: otherwise the instances would wait for an image nobody can
+    build from what is committed (or run one that is not)."""
+    for node in instance_nodes:
+        for build in builds:
+            pinned = sorted(set(re.findall(rf"/{re.escape(build.image)}:(ctx-[0-9a-f]+)", node.template_body)))
+            for tag in pinned:
+                if tag != build.tag:
+                    raise PlanError(f"{container_dir / build.image}/ does not match the image tag in "
+                                    f"{templates_dir / node.template_file} (the context hashes to {build.tag}, the "
+                                    f"template pins {tag}): run `python deploy.py render` and commit")  # fmt: skip
+
+
+def build_plan(cfg: Config, templates_dir: Path, container_dir: Path = CONTAINER) -> Plan:
+    """Every StackSet the config implies, with its template, targets, parameters and dependencies, and the image step
+    with the committed build contexts of `container_dir`."""
     service = cfg.stacksets.permission_model is PermissionModel.service_managed
     call_as = cfg.stacksets.call_as if service else None
     default = cfg.default_region
@@ -216,7 +330,7 @@ def build_plan(cfg: Config, templates_dir: Path) -> Plan:
         nodes.append(node(naming.instance_data_stackset(name), _targets(cfg, [cfg.accounts.data], [default]),
                           [naming.DATA]))  # fmt: skip
         nodes.append(node(naming.instance_stackset(name), _targets(cfg, [inst.account], [region]),
-                          [zone, naming.NETWORK, naming.instance_data_stackset(name), naming.CENTRAL]))  # fmt: skip
+                          [zone, naming.NETWORK, naming.instance_data_stackset(name), naming.IMAGE_STEP]))  # fmt: skip
         name_servers = OutputRef(zone, "NameServers", inst.account, region)
         delegations.append((naming.logical_id(name, "NameServers"), name_servers))
 
@@ -224,6 +338,12 @@ def build_plan(cfg: Config, templates_dir: Path) -> Plan:
     overrides = (Override(cfg.accounts.network, default, tuple(delegations)),)
     nodes.append(node(naming.NETWORK, network_targets, [naming.zone_stackset(name) for name in cfg.instances],
                       overrides=overrides))  # fmt: skip
-    plan = Plan({n.name: n for n in sorted(nodes, key=lambda n: n.name)})
+    builds = _image_builds(container_dir)
+    instance_nodes = [n for n in nodes if n.name in {naming.instance_stackset(i) for i in cfg.instances}]
+    _check_pinned_tags(builds, instance_nodes, templates_dir, container_dir)
+    images = ImageStep(naming.IMAGE_STEP, cfg.accounts.central, default,
+                       naming.image_build_bucket(cfg.accounts.central, default), builds,
+                       depends_on=(naming.CENTRAL,))  # fmt: skip
+    plan = Plan({n.name: n for n in sorted(nodes, key=lambda n: n.name)}, images)
     plan.sorter()  # fail early on a cycle
     return plan

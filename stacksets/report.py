@@ -6,7 +6,7 @@ import json
 from dataclasses import asdict
 from typing import Any, Iterable
 
-from stacksets.executor import NodeDiff, Report, State, StatusRow
+from stacksets.executor import Diff, ImageDiff, ImageOutcome, NodeDiff, Report, State, StatusRow
 from stacksets.plan import Plan
 
 
@@ -14,14 +14,36 @@ def _pairs(pairs: Iterable[tuple[str, str]]) -> str:
     return ", ".join(f"{account}/{region}" for account, region in pairs)
 
 
-def plan_text(plan: Plan, diffs: list[NodeDiff]) -> str:
-    by_name = {diff.stackset: diff for diff in diffs}
+def _images_line(diff: ImageDiff) -> list[str]:
+    if not diff.missing:
+        return [f"  = {diff.name}: images up to date ({_images(diff.present)})"]
+    lines = [f"  ~ {diff.name}: build {_images(diff.missing)}"]
+    if diff.present:
+        lines.append(f"      already in ECR: {_images(diff.present)}")
+    return lines + [f"      note: {warning}" for warning in diff.warnings]
+
+
+def _images(pairs: Iterable[tuple[str, str]]) -> str:
+    return ", ".join(f"{image} {tag}" for image, tag in pairs)
+
+
+def images_plan_text(diff: ImageDiff) -> str:
+    """What `deploy.py images` is about to do."""
+    return "\n".join(_images_line(diff)) + "\n"
+
+
+def plan_text(plan: Plan, diffs: list[Diff]) -> str:
+    by_name = {diff.name: diff for diff in diffs}
     lines = []
     changes = 0
+    stacksets = [diff for diff in diffs if isinstance(diff, NodeDiff)]
     for number, wave in enumerate(plan.waves(), start=1):
         lines.append(f"wave {number}:")
         for name in wave:
             diff = by_name.get(name)
+            if isinstance(diff, ImageDiff):
+                lines += _images_line(diff)
+                continue
             if diff is None:
                 continue
             what = []
@@ -43,12 +65,19 @@ def plan_text(plan: Plan, diffs: list[NodeDiff]) -> str:
             if diff.orphaned:
                 lines.append(f"      kept (not in the config; --prune deletes them): {_pairs(diff.orphaned)}")
             lines += [f"      warning: {warning}" for warning in diff.warnings]
-    lines.append(f"{changes} of {len(diffs)} StackSets change")
+    summary = f"{changes} of {len(stacksets)} StackSets change"
+    builds = sum(len(diff.missing) for diff in diffs if isinstance(diff, ImageDiff))
+    if any(isinstance(diff, ImageDiff) for diff in diffs):
+        summary += f", {builds} image(s) to build"
+    lines.append(summary)
     return "\n".join(lines) + "\n"
 
 
-def plan_json(plan: Plan, diffs: list[NodeDiff]) -> str:
-    payload = {"waves": plan.waves(), "stacksets": [asdict(diff) | {"changed": diff.changed} for diff in diffs]}
+def plan_json(plan: Plan, diffs: list[Diff]) -> str:
+    """StackSets under "stacksets", the image step (or null) under "images"."""
+    stacksets = [asdict(diff) | {"changed": diff.changed} for diff in diffs if isinstance(diff, NodeDiff)]
+    images = [asdict(diff) | {"changed": diff.changed} for diff in diffs if isinstance(diff, ImageDiff)]
+    payload = {"waves": plan.waves(), "stacksets": stacksets, "images": images[0] if images else None}
     return json.dumps(payload, indent=2, sort_keys=True) + "\n"
 
 
@@ -61,9 +90,15 @@ def summary_table(report: Report) -> str:
             lines += [f"      {event}" for event in failure.events]
         for instance in result.drifted:
             lines.append(f"    drifted {instance.account}/{instance.region}: {', '.join(instance.resources)}")
+        lines += [f"    {line}" for line in image_lines(result.images)]
     calls = sum(report.calls.values())
     lines.append(f"{'ok' if report.ok else 'FAILED'} in {report.elapsed:.1f} s, {calls} create/update/delete call(s)")
     return "\n".join(lines) + "\n"
+
+
+def image_lines(outcomes: Iterable[ImageOutcome]) -> list[str]:
+    """One line per image: its tag, whether it was there, built or simulated, and how long that took."""
+    return [f"{o.image:8} {o.tag:26} {o.outcome:10} {o.seconds:6.1f} s  {o.build_id}".rstrip() for o in outcomes]
 
 
 def retained_text(report: Report) -> str:

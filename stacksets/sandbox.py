@@ -272,9 +272,9 @@ STUB_TYPES: dict[str, tuple[str, str]] = {
     "AWS::WAFv2::WebACLAssociation": ("wafv2", "regional/webacl-association/"),
 }
 # The name property of a stubbed type, when the template may set it.
-STUB_NAME_PROPERTIES = {"AWS::Athena::WorkGroup": "Name", "AWS::ECS::CapacityProvider": "Name",
-                        "AWS::Glue::Database": "DatabaseName", "AWS::WAFv2::IPSet": "Name",
-                        "AWS::WAFv2::WebACL": "Name"}  # fmt: skip
+STUB_NAME_PROPERTIES = {"AWS::Athena::WorkGroup": "Name", "AWS::CodeBuild::Project": "Name",
+                        "AWS::ECS::CapacityProvider": "Name", "AWS::Glue::Database": "DatabaseName",
+                        "AWS::WAFv2::IPSet": "Name", "AWS::WAFv2::WebACL": "Name"}  # fmt: skip
 CANONICAL_ALB_ZONE_ID = "Z32O12XQLNTSW2"  # eu-west-1's ALB zone; any fixed id satisfies an alias record
 
 

@@ -1,24 +1,34 @@
 """An in-memory StackSets service for fault injection: moto completes every operation at once, this one does not.
 
-`FakeAws` stands in for `stacksets.aws.Clients` (`.client(service)`, `.reader(account, region)`, `.region`). It
-implements the calls the executor makes, records every call, and has knobs for what real StackSets do to you:
-operations that take N polls or simulated seconds, FAILED operations, instances failing inside the failure tolerance,
-OperationInProgressException, QUEUED operations, throttling bursts and operations that never end. Time comes from a
-clock shared with the executor's sleep, so nothing really sleeps.
+`FakeAws` stands in for `stacksets.aws.Clients` (`.client(service)`, `.reader(account, region)`,
+`.publisher(account, region, service)`, `.region`). It implements the calls the executor makes, records every call,
+and has knobs for what real StackSets do to you: operations that take N polls or simulated seconds, FAILED operations,
+instances failing inside the failure tolerance, OperationInProgressException, QUEUED operations, throttling bursts and
+operations that never end. Time comes from a clock shared with the executor's sleep, so nothing really sleeps.
+
+The central account's image build is faked too: ECR repositories with their tags, and CodeBuild builds that take N
+polls, check the uploaded context against its tag as the buildspec does, and push the tag when they succeed.
 """
 
 from __future__ import annotations
 
+import base64
+import io
 import threading
 import time
 import uuid
+import zipfile
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from botocore.exceptions import ClientError
 
+from stacksets.build_context import context_tag
+from stacksets.naming import IMAGE_BUILD_PROJECT, IMAGES
+
 ADMIN = "111111111111"
+ECR_PASSWORD = "ecr-password-that-must-never-show"  # noqa: S105 - what the fake ECR hands out as a login token
 
 
 class FakeClock:
@@ -106,6 +116,17 @@ class Instance:
 
 
 @dataclass
+class Build:
+    id: str
+    image: str
+    tag: str
+    polls_left: int
+    status: str = "IN_PROGRESS"
+    phase: str = ""
+    reason: str = ""
+
+
+@dataclass
 class StackSet:
     name: str
     body: str
@@ -153,6 +174,12 @@ class FakeAws:
         # stackset -> condition on the fake: its operations end only once it holds (tests of concurrency)
         self.gates: dict[str, Callable[[FakeAws], bool]] = {}
         self.outputs = default_outputs
+        # the central account's image build
+        self.repositories: dict[str, set[str]] = {image: set() for image in IMAGES}  # repository -> tags in ECR
+        self.builds: dict[str, Build] = {}
+        self.build_polls = 1  # batch_get_builds answers IN_PROGRESS this many times per build
+        self.fail_builds: dict[str, tuple[str, str]] = {}  # image -> (phase, context message) of a failing build
+        self.pushed: Callable[[], Iterable[tuple[str, str]]] = lambda: ()  # (image, tag) pushed from outside
 
     # ---------------------------------------------------------------------------------------------------------------
     # the Clients interface
@@ -162,6 +189,9 @@ class FakeAws:
 
     def reader(self, account: str, region: str, service: str = "cloudformation") -> Any:
         return _Client(self, f"reader-{service}", account, region)
+
+    def publisher(self, account: str, region: str, service: str) -> Any:
+        return _Client(self, f"publisher-{service}", account, region)
 
     # ---------------------------------------------------------------------------------------------------------------
     # helpers for tests
@@ -173,6 +203,9 @@ class FakeAws:
 
     def calls_for(self, api: str) -> list[dict[str, Any]]:
         return [kwargs for _, name, kwargs in self.log if name == api]
+
+    def tags(self, image: str) -> set[str]:
+        return self.repositories.get(image, set()) | {tag for name, tag in self.pushed() if name == image}
 
     def started(self, *stacksets: str) -> bool:
         """Every one of these StackSets has had an operation started."""
@@ -487,6 +520,88 @@ class _Client:
     def _reader_cloudformation_describe_stack_events(self, StackName: str) -> dict[str, Any]:  # noqa: N803
         return {"StackEvents": self._stacks()[StackName]["Events"]}
 
+    # the central account through the publisher role
+    def _publisher_ecr_describe_images(self, repositoryName: str, imageIds: list[dict[str, str]],  # noqa: N803
+                                       **_: Any) -> dict[str, Any]:  # fmt: skip
+        if repositoryName not in self.fake.repositories:
+            raise client_error("RepositoryNotFoundException", f"repository {repositoryName} not found")
+        tags = self.fake.tags(repositoryName)
+        wanted = [i["imageTag"] for i in imageIds]
+        if any(tag not in tags for tag in wanted):
+            raise client_error("ImageNotFoundException", f"no image {wanted} in {repositoryName}")
+        return {"imageDetails": [{"repositoryName": repositoryName, "imageTags": [tag]} for tag in wanted]}
+
+    def _publisher_ecr_get_authorization_token(self) -> dict[str, Any]:
+        token = base64.b64encode(f"AWS:{ECR_PASSWORD}".encode()).decode()
+        endpoint = f"https://{self.account}.dkr.ecr.{self.region}.amazonaws.com"
+        return {"authorizationData": [{"authorizationToken": token, "proxyEndpoint": endpoint}]}
+
+    def _publisher_s3_put_object(self, Bucket: str, Key: str, Body: bytes, **_: Any) -> dict[str, Any]:  # noqa: N803
+        self.fake.buckets.setdefault(Bucket, {})[Key] = Body
+        return {}
+
+    def _publisher_codebuild_start_build(self, projectName: str, environmentVariablesOverride: list[dict[str, str]]  # noqa: N803
+                                         ) -> dict[str, Any]:  # fmt: skip
+        if projectName != IMAGE_BUILD_PROJECT:
+            raise client_error("ResourceNotFoundException", f"project {projectName} not found")
+        variables = {v["name"]: v["value"] for v in environmentVariablesOverride if v.get("type") == "PLAINTEXT"}
+        build = Build(f"{projectName}:{uuid.uuid4()}", variables["IMAGE_NAME"], variables["IMAGE_TAG"],
+                      self.fake.build_polls)  # fmt: skip
+        self.fake.builds[build.id] = build
+        return {"build": {"id": build.id, "buildStatus": "IN_PROGRESS"}}
+
+    def _publisher_codebuild_batch_get_builds(self, ids: list[str]) -> dict[str, Any]:
+        builds = [self.fake.builds[i] for i in ids if i in self.fake.builds]
+        for build in builds:
+            if build.status == "IN_PROGRESS":
+                if build.polls_left > 0:
+                    build.polls_left -= 1
+                else:
+                    self._finish(build)
+        return {"builds": [self._build_answer(b) for b in builds],
+                "buildsNotFound": [i for i in ids if i not in self.fake.builds]}  # fmt: skip
+
+    def _finish(self, build: Build) -> None:
+        """What the buildspec does: the uploaded context must hash to its tag, then it builds and pushes."""
+        key = f"contexts/{build.image}/{build.tag}.zip"
+        archive = next((objects[key] for objects in self.fake.buckets.values() if key in objects), None)
+        if archive is None:
+            build.status, build.phase, build.reason = "FAILED", "PRE_BUILD", f"no s3 object {key}"
+        elif _context_tag_of(archive) != build.tag:
+            build.status, build.phase, build.reason = "FAILED", "PRE_BUILD", f"{key} does not hash to {build.tag}"
+        elif build.image in self.fake.fail_builds:
+            build.status = "FAILED"
+            build.phase, build.reason = self.fake.fail_builds[build.image]
+        else:
+            build.status = "SUCCEEDED"
+            self.fake.repositories.setdefault(build.image, set()).add(build.tag)
+
+    def _build_answer(self, build: Build) -> dict[str, Any]:
+        stream = build.id.split(":", 1)[1]
+        answer: dict[str, Any] = {
+            "id": build.id, "buildStatus": build.status, "currentPhase": build.phase or "BUILD",
+            "logs": {"groupName": "/rstudio/central/image-build", "streamName": stream,
+                     "deepLink": f"https://console.aws.amazon.com/cloudwatch/home?region={self.region}#logEvent:"
+                                 f"group=/rstudio/central/image-build;stream={stream}"},
+        }  # fmt: skip
+        if build.status == "FAILED":
+            answer["phases"] = [
+                {"phaseType": "SUBMITTED", "phaseStatus": "SUCCEEDED"},
+                {"phaseType": build.phase, "phaseStatus": "FAILED",
+                 "contexts": [{"statusCode": "COMMAND_EXECUTION_ERROR", "message": build.reason}]},
+            ]  # fmt: skip
+        return answer
+
+    def _publisher_logs_get_log_events(self, logGroupName: str, logStreamName: str, **_: Any) -> dict[str, Any]:  # noqa: N803
+        build = next(b for b in self.fake.builds.values() if b.id.endswith(logStreamName))
+        lines = [f"[Container] Running {build.image} {build.tag}", "", f"[Container] Phase {build.phase} FAILED"]
+        return {"events": [{"message": line + "\n"} for line in lines]}
+
     def _reader_cloudformation_describe_stack_resource_drifts(self, StackName: str, **_: Any) -> dict[str, Any]:  # noqa: N803
         return {"StackResourceDrifts": [{"LogicalResourceId": "Bucket", "ResourceType": "AWS::S3::Bucket",
                                          "StackResourceDriftStatus": "MODIFIED"}]}  # fmt: skip
+
+
+def _context_tag_of(archive: bytes) -> str:
+    with zipfile.ZipFile(io.BytesIO(archive)) as zipped:
+        return context_tag({name: zipped.read(name) for name in zipped.namelist()})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -32,7 +33,8 @@ def run(*argv: str) -> int:
     return deploy.main(list(argv))
 
 
-COMMANDS = ["render", "validate", "schema", "plan", "deploy", "status", "drift", "destroy", "graph", "preflight"]
+COMMANDS = ["render", "validate", "schema", "plan", "deploy", "status", "drift", "destroy", "graph", "preflight",
+            "images"]  # fmt: skip
 
 
 @pytest.mark.parametrize("command", [[]] + [[name] for name in COMMANDS])
@@ -139,9 +141,13 @@ def test_sandbox_plan_then_deploy_end_to_end(workdir, capsys, monkeypatch):
     assert run("plan", "--sandbox", "--json", *paths(workdir)) == 0
     planned = json.loads(capsys.readouterr().out)
     assert len(planned["stacksets"]) == 10 and all(item["changed"] for item in planned["stacksets"])
+    assert [image for image, _ in planned["images"]["missing"]] == ["rstudio", "shiny", "bastion"]
+    assert "rstudio-images" in planned["waves"][2]
     assert run("deploy", "--sandbox", "--yes", "--timeline", str(workdir / "timeline.json"), *paths(workdir)) == 0
     out = capsys.readouterr().out
-    assert "10 of 10 StackSets change" in out and "\nok in " in out
+    assert "10 of 10 StackSets change, 3 image(s) to build" in out and "\nok in " in out
+    assert "  ~ rstudio-images: build rstudio ctx-" in out
+    assert "rstudio-images               SUCCEEDED  simulated rstudio, shiny, bastion (sandbox: " in out
     assert "sandbox re-run of the same plan: 0 create/update/delete call(s)" in out
     assert out.count("CURRENT") >= 10  # the final status table: every instance current
     assert json.loads((workdir / "timeline.json").read_text())["operations"]
@@ -172,3 +178,43 @@ def test_render_without_a_build_context_exits_2_and_writes_nothing(workdir, caps
     assert run("render", *render_paths(workdir)) == 2
     assert "container/bastion/ does not exist" in capsys.readouterr().err
     assert {p.name: p.read_bytes() for p in (workdir / "templates").iterdir()} == before
+
+
+def test_images_in_the_sandbox_deploys_central_first_then_simulates_every_build(workdir, capsys, monkeypatch):
+    monkeypatch.chdir(workdir)
+    assert run("images", "--sandbox", "--yes", *paths(workdir)) == 0
+    captured = capsys.readouterr()
+    assert "~ rstudio-images: build rstudio ctx-" in captured.out
+    assert "sandbox: it starts empty, so rstudio-bootstrap, rstudio-central are deployed first" in captured.err
+    # per image: tag, outcome, duration
+    lines = re.findall(r"^    (\w+) +(ctx-[0-9a-f]{20}) +(\w+) +[0-9.]+ s ", captured.out, flags=re.MULTILINE)
+    assert [(image, outcome) for image, _, outcome in lines] == [
+        ("rstudio", "simulated"), ("shiny", "simulated"), ("bastion", "simulated")]  # fmt: skip
+    assert "\nok in " in captured.out
+
+
+def test_images_only_an_unknown_image_exits_2(workdir, capsys):
+    assert run("images", "--only", "rstudio,bogus", *paths(workdir)) == 2
+    err = capsys.readouterr().err
+    assert err == "error: unknown image(s) bogus; the images are rstudio, shiny, bastion\n"
+
+
+def test_images_local_without_docker_exits_2(workdir, capsys, monkeypatch):
+    monkeypatch.setenv("PATH", str(workdir))
+    assert run("images", "--local", "--yes", *paths(workdir)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: `docker` is not on PATH") and "Traceback" not in err
+
+
+def test_images_local_cannot_push_to_the_sandbox(workdir, capsys):
+    assert run("images", "--local", "--sandbox", *paths(workdir)) == 2
+    assert "leave out --local or --sandbox" in capsys.readouterr().err
+
+
+def test_a_context_changed_after_render_stops_the_plan(workdir, capsys):
+    start = workdir / "container" / "bastion" / "start.sh"
+    start.write_text(start.read_text() + "# edited after render\n")
+    assert run("plan", "--sandbox", *paths(workdir), "--container", str(workdir / "container")) == 2
+    err = capsys.readouterr().err
+    assert "container/bastion/ does not match the image tag in " in err and "rstudio-prod.yaml" in err
+    assert err.rstrip().endswith("run `python deploy.py render` and commit")

@@ -61,7 +61,7 @@ def test_first_deploy_creates_everything_in_dependency_order(fake: FakeAws, plan
     assert report.ok, {n: r.message for n, r in report.results.items()}
     assert set(fake.stacksets) == set(plan.nodes)
     created = [kw["StackSetName"] for kw in fake.calls_for("create_stack_set")]
-    for name, node in plan.nodes.items():
+    for name, node in plan.without_images().nodes.items():
         for dep in node.depends_on:
             assert created.index(dep) < created.index(name), f"{name} created before its dependency {dep}"
     # the bootstrap went to every account of both OUs, the nested OU included
@@ -106,7 +106,7 @@ def test_template_change_updates_only_that_stackset(fake: FakeAws, plan: Plan, t
     central = plan.nodes["rstudio-central"]
     changed = Plan({**plan.nodes, central.name: replace(central, template_body=central.template_body + "# v2\n")})
 
-    diffs = {d.stackset: d for d in executor(fake, tmp_path).diff(changed)}
+    diffs = {d.name: d for d in executor(fake, tmp_path).diff(changed)}
     assert diffs["rstudio-central"].template_changed and not diffs["rstudio-central"].create
     assert [n for n, d in diffs.items() if d.changed] == ["rstudio-central"]
 
@@ -252,7 +252,7 @@ def test_destroy_goes_in_reverse_order_instances_before_sets(fake: FakeAws, plan
     deletes = [(api, kw["StackSetName"]) for _, api, kw in fake.log[calls_before:]
                if api in ("delete_stack_instances", "delete_stack_set")]  # fmt: skip
     set_order = [name for api, name in deletes if api == "delete_stack_set"]
-    for name, node in plan.nodes.items():
+    for name, node in plan.without_images().nodes.items():
         assert deletes.index(("delete_stack_instances", name)) < deletes.index(("delete_stack_set", name))
         for dep in node.depends_on:
             assert set_order.index(name) < set_order.index(dep), f"{dep} deleted before its dependent {name}"
@@ -337,14 +337,14 @@ def test_large_template_goes_through_the_staging_bucket(fake: FakeAws, plan: Pla
 
 
 def test_diff_shows_unresolved_outputs_and_prune(fake: FakeAws, plan: Plan, tmp_path: Path) -> None:
-    diffs = {d.stackset: d for d in executor(fake, tmp_path).diff(plan)}
+    diffs = {d.name: d for d in executor(fake, tmp_path).diff(plan)}
     assert diffs["rstudio-network"].parameters["DevNameServers"].startswith("(from <rstudio-dev-zone ")
     assert not diffs["rstudio-network"].exists
 
     executor(fake, tmp_path).deploy(plan)
     central = plan.nodes["rstudio-central"]
     moved = replace(central, targets=replace(central.targets, accounts=("444444444444",)))
-    diffs = {d.stackset: d for d in executor(fake, tmp_path).diff(Plan({**plan.nodes, central.name: moved}))}
+    diffs = {d.name: d for d in executor(fake, tmp_path).diff(Plan({**plan.nodes, central.name: moved}))}
     assert diffs["rstudio-central"].create == (("444444444444", "eu-west-1"),)
     assert diffs["rstudio-central"].orphaned == (("222222222222", "eu-west-1"),) and not diffs["rstudio-central"].delete
 

@@ -9,14 +9,17 @@ def test_mermaid_has_every_node_and_edge(cfg):
     plan = build_plan(cfg, TEMPLATES)
     text = mermaid(plan)
     assert text.startswith("graph LR\n")
-    edges = sum(len(node.depends_on) for node in plan.nodes.values())
-    assert text.count(" --> ") == edges == 16
+    edges = sum(len(step.depends_on) for step in plan.steps().values())
+    assert text.count(" --> ") == edges == 17
     assert "rstudio_prod_zone --> rstudio_network" in text
-    assert all(name.replace("-", "_") + '["' in text for name in plan.nodes)
+    assert all(name.replace("-", "_") + '["' in text for name in plan.steps())
+    # the image step between central and the instances, labelled with its images and where they go
+    assert "rstudio_central --> rstudio_images" in text and "rstudio_images --> rstudio_dev" in text
+    assert 'rstudio_images["rstudio-images<br/>rstudio, shiny, bastion / 222222222222 / eu-west-1"]' in text
 
 
 def test_dot_is_stable_and_complete(cfg):
     plan = build_plan(cfg, TEMPLATES)
     assert dot(plan) == dot(build_plan(cfg, TEMPLATES))
     assert '"rstudio-data" -> "rstudio-prod-data";' in dot(plan)
-    assert dot(plan).count(" -> ") == 16
+    assert dot(plan).count(" -> ") == 17

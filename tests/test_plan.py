@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import io
+import shutil
+import zipfile
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
+from stacksets.build_context import context_tag, read_context, zip_context
 from stacksets.config import parse_config
-from stacksets.plan import OutputRef, PlanError, build_plan, operation_preferences
-from tests.conftest import TEMPLATES
+from stacksets.plan import ImageStep, OutputRef, PlanError, build_plan, operation_preferences
+from tests.conftest import ROOT, TEMPLATES
 
 
 @pytest.fixture(scope="module")
@@ -20,14 +25,100 @@ def test_waves_follow_the_design(plan):
     assert plan.waves() == [
         ["rstudio-bootstrap"],
         ["rstudio-central", "rstudio-data", "rstudio-dev-zone", "rstudio-prod-zone"],
-        ["rstudio-dev-data", "rstudio-network", "rstudio-prod-data"],
+        ["rstudio-dev-data", "rstudio-images", "rstudio-network", "rstudio-prod-data"],
         ["rstudio-dev", "rstudio-prod"],
     ]
 
 
-def test_instance_waits_for_its_zone_the_network_its_data_and_central(plan):
+def test_instance_waits_for_its_zone_the_network_its_data_and_the_images(plan):
     assert plan.nodes["rstudio-prod"].depends_on == (
-        "rstudio-central", "rstudio-network", "rstudio-prod-data", "rstudio-prod-zone",
+        "rstudio-images", "rstudio-network", "rstudio-prod-data", "rstudio-prod-zone",
+    )  # fmt: skip
+
+
+def test_image_step_sits_between_central_and_every_instance(plan, cfg):
+    step = plan.images
+    assert isinstance(step, ImageStep) and step.name == "rstudio-images"
+    assert "rstudio-images" not in plan.nodes  # not a StackSet
+    assert step.depends_on == ("rstudio-central",)
+    assert plan.dependents("rstudio-images") == ["rstudio-dev", "rstudio-prod"]
+    assert plan.dependents("rstudio-central") == ["rstudio-images"]
+    assert (step.account, step.region) == (cfg.accounts.central, cfg.default_region)
+    assert step.bucket == f"rstudio-image-builds-{cfg.accounts.central}-{cfg.default_region}"
+
+
+def test_image_step_holds_every_committed_context_and_its_tag(plan):
+    builds = {build.image: build for build in plan.images.images}
+    assert list(builds) == ["rstudio", "shiny", "bastion"]
+    for image, build in builds.items():
+        files = read_context(ROOT / "container" / image)
+        assert build.files == files and build.tag == context_tag(files)
+        assert build.key == f"contexts/{image}/{build.tag}.zip"
+        for instance in ("rstudio-dev", "rstudio-prod"):  # what the instances pin, where they run the image
+            body = plan.nodes[instance].template_body
+            assert f"/{image}:ctx-" not in body or f"/{image}:{build.tag}'" in body
+    rstudio = builds["rstudio"]
+    assert rstudio.executables == {"cont-init.d/00_rstudio_users"} and builds["bastion"].executables == {"start.sh"}
+    archive = rstudio.archive()
+    assert archive == zip_context(rstudio.files, rstudio.executables)
+    with zipfile.ZipFile(io.BytesIO(archive)) as zipped:
+        modes = {info.filename: (info.external_attr >> 16) & 0o777 for info in zipped.infolist()}
+    assert modes["cont-init.d/00_rstudio_users"] == 0o755 and modes["Dockerfile"] == 0o644
+
+
+@pytest.fixture
+def container(tmp_path: Path) -> Path:
+    shutil.copytree(ROOT / "container", tmp_path / "container")
+    return tmp_path / "container"
+
+
+def test_a_context_that_differs_from_the_pinned_tag_says_to_render(cfg, container):
+    dockerfile = container / "rstudio" / "Dockerfile"
+    dockerfile.write_text(dockerfile.read_text() + "# changed\n")
+    with pytest.raises(PlanError) as error:
+        build_plan(cfg, TEMPLATES, container)
+    message = str(error.value)
+    assert message.startswith(f"{container}/rstudio/ does not match the image tag in {TEMPLATES}/rstudio-dev.yaml")
+    assert message.endswith("run `python deploy.py render` and commit")
+    assert context_tag(read_context(container / "rstudio")) in message  # what the context hashes to now
+
+
+def test_a_template_pinning_another_tag_is_refused(cfg, container, tmp_path):
+    templates = tmp_path / "templates"
+    shutil.copytree(TEMPLATES, templates)
+    prod = templates / "rstudio-prod.yaml"
+    shiny = context_tag(read_context(container / "shiny"))
+    prod.write_text(prod.read_text().replace(f"/shiny:{shiny}", "/shiny:ctx-00000000000000000000"))
+    with pytest.raises(PlanError, match=r"container/shiny/ does not match the image tag in .*rstudio-prod\.yaml"):
+        build_plan(cfg, templates, container)
+
+
+def test_a_missing_build_context_is_named(cfg, container):
+    shutil.rmtree(container / "bastion")
+    with pytest.raises(PlanError, match=r"container/bastion/: build context .* does not exist"):
+        build_plan(cfg, TEMPLATES, container)
+
+
+def test_only_an_instance_pulls_in_the_image_step_and_central(plan):
+    only = plan.only(["rstudio-dev"])
+    assert only.images == plan.images
+    assert {"rstudio-central", "rstudio-bootstrap"} <= set(only.nodes)
+    assert only.waves()[-2:] == [["rstudio-dev-data", "rstudio-images", "rstudio-network"], ["rstudio-dev"]]
+    assert plan.only(["rstudio-network"]).images is None
+    assert sorted(plan.only(["rstudio-images"]).steps()) == ["rstudio-bootstrap", "rstudio-central", "rstudio-images"]
+
+
+def test_image_step_narrows_to_some_images(plan):
+    assert [b.image for b in plan.images.select(["bastion", "rstudio"]).images] == ["rstudio", "bastion"]
+    with pytest.raises(PlanError, match="unknown image.*bogus; the images are rstudio, shiny, bastion"):
+        plan.images.select(["bogus"])
+
+
+def test_without_images_keeps_the_order_between_stacksets(plan):
+    stacksets = plan.without_images()
+    assert stacksets.images is None and stacksets.nodes.keys() == plan.nodes.keys()
+    assert stacksets.nodes["rstudio-dev"].depends_on == (
+        "rstudio-central", "rstudio-dev-data", "rstudio-dev-zone", "rstudio-network",
     )  # fmt: skip
 
 
@@ -84,6 +175,12 @@ def test_template_hash_is_the_committed_bytes(plan):
 def test_reversed_plan_destroys_instances_first(plan):
     assert plan.reversed().waves()[0] == ["rstudio-dev", "rstudio-prod"]
     assert plan.reversed().waves()[-1] == ["rstudio-bootstrap"]
+
+
+def test_reversed_plan_skips_the_image_step_but_central_still_waits_for_the_instances(plan):
+    reverse = plan.reversed()
+    assert reverse.images is None and "rstudio-images" not in reverse.steps()
+    assert reverse.nodes["rstudio-central"].depends_on == ("rstudio-dev", "rstudio-prod")
 
 
 def test_only_pulls_in_dependencies(plan):

@@ -96,7 +96,8 @@ def deployed(cfg: Config) -> Deployed:
                                            CreateBucketConfiguration={"LocationConstraint": REGION})  # fmt: skip
         targets: dict[str, str] = {}
         name_servers = ""
-        for name in build_plan(cfg, TEMPLATES).order():  # dependency order: exports and outputs exist when needed
+        # dependency order, so exports and outputs exist when needed (the image step is no StackSet)
+        for name in build_plan(cfg, TEMPLATES).without_images().order():
             if name != naming.NETWORK:
                 targets[name] = _deploy(sandbox, ids, cfg, name, {})
                 continue
@@ -230,6 +231,10 @@ def test_remap_plan_uses_moto_ids_everywhere(cfg: Config) -> None:
     assert {n: node.template_body for n, node in remapped.nodes.items()} == {
         n: node.template_body for n, node in plan.nodes.items()
     }  # templates keep the config's literal ids
+    # the image step builds in moto's central account, into the bucket the template names after the config's
+    assert remapped.images is not None and plan.images is not None
+    assert remapped.images.account == ids.accounts[cfg.accounts.central]
+    assert remapped.images.bucket == plan.images.bucket == naming.image_build_bucket(cfg.accounts.central, REGION)
     with pytest.raises(SandboxError, match=cfg.accounts.central):
         remap_plan(plan, IdMap(accounts={}, organizational_units=ids.organizational_units))
 

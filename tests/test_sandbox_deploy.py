@@ -1,4 +1,5 @@
-"""End to end in the sandbox: the real executor deploys every committed template across the organization."""
+"""End to end in the sandbox: the real executor deploys every committed template across the organization, with the
+image step (simulated builds) between rstudio-central and the instances."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from stacksets.aws import Clients
+from stacksets.builders import Simulated
 from stacksets.executor import Executor, Options, State
 from stacksets.plan import build_plan
 from tests.conftest import TEMPLATES
@@ -23,7 +25,7 @@ def rollout(cfg, tmp_path_factory):
         plan = sandbox_module.remap_plan(build_plan(cfg, TEMPLATES), id_map)
         clients = Clients(cfg.default_region, endpoint_url=sandbox.endpoint_url)
         state = Path(tmp_path_factory.mktemp("state")) / "state.json"
-        executor = Executor(clients, options=Options(poll_s=0.01, state_path=state))
+        executor = Executor(clients, options=Options(poll_s=0.01, state_path=state), builder=Simulated())
         first = executor.deploy(plan)
         yield sandbox, id_map, plan, executor, first
 
@@ -31,9 +33,27 @@ def rollout(cfg, tmp_path_factory):
 def test_first_deploy_creates_every_stackset_and_instance(rollout):
     _, _, plan, executor, first = rollout
     assert first.ok, first.results
-    assert {name: result.state for name, result in first.results.items()} == dict.fromkeys(plan.nodes, State.SUCCEEDED)
-    instances = [row for row in executor.status(plan) if row.account]
+    states = {name: result.state for name, result in first.results.items()}
+    assert states == dict.fromkeys(plan.steps(), State.SUCCEEDED)
+    rows = executor.status(plan)
+    instances = [row for row in rows if row.account and row.stackset != "rstudio-images"]
     assert instances and all(row.detailed_status == "SUCCEEDED" for row in instances)
+    assert [(row.detailed_status, row.status) for row in rows if row.stackset == "rstudio-images"] == [
+        ("rstudio", "PRESENT"), ("shiny", "PRESENT"), ("bastion", "PRESENT")]  # fmt: skip
+
+
+def test_images_are_in_the_central_ecr_before_the_instances_start(rollout, cfg):
+    sandbox, id_map, plan, _, first = rollout
+    ecr = sandbox.client("ecr", account=id_map.account(cfg.accounts.central))
+    for build in plan.images.images:
+        [image] = ecr.describe_images(repositoryName=build.image, imageIds=[{"imageTag": build.tag}])["imageDetails"]
+        assert build.tag in image["imageTags"]
+    s3 = sandbox.client("s3", account=id_map.account(cfg.accounts.central))
+    rstudio = plan.images.images[0]
+    assert s3.get_object(Bucket=plan.images.bucket, Key=rstudio.key)["Body"].read() == rstudio.archive()
+    built = [entry for entry in first.timeline if entry.operation.startswith("build ")]
+    instances = [entry for entry in first.timeline if entry.stackset in ("rstudio-dev", "rstudio-prod")]
+    assert len(built) == 3 and max(entry.end for entry in built) <= min(entry.start for entry in instances)
 
 
 def test_network_delegation_carries_the_zone_name_servers(rollout, cfg):
