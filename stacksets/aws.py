@@ -13,7 +13,9 @@ from typing import Any
 
 import boto3
 from botocore.config import Config as BotoConfig
+from botocore.credentials import RefreshableCredentials
 from botocore.exceptions import ClientError, NoCredentialsError, TokenRetrievalError
+from botocore.session import get_session
 
 from stacksets.config import CallAs
 from stacksets.naming import DEPLOY_READER_ROLE, IMAGE_PUBLISHER_ROLE
@@ -99,17 +101,26 @@ class Clients:
             cached = self._cache.get(key)
         if cached is not None:
             return cached
-        sts = self.client("sts")
         partition = "aws-cn" if region.startswith("cn-") else "aws-us-gov" if region.startswith("us-gov-") else "aws"
         role_arn = f"arn:{partition}:iam::{account}:role/{role}"
-        try:
-            credentials = sts.assume_role(RoleArn=role_arn, RoleSessionName="rstudio-fargate")["Credentials"]
-        except Exception as error:  # noqa: BLE001 - worded for the user below
-            raise AwsError(f"cannot assume {role_arn}: {explain(error)}; {hint}") from None
-        client = boto3.client(service, region_name=region, endpoint_url=self.endpoint_url, config=self._config(),
-                              aws_access_key_id=credentials["AccessKeyId"],
-                              aws_secret_access_key=credentials["SecretAccessKey"],
-                              aws_session_token=credentials["SessionToken"])  # fmt: skip
+
+        def assume() -> dict[str, str]:
+            try:
+                found = self.client("sts").assume_role(RoleArn=role_arn, RoleSessionName="rstudio-fargate")
+            except Exception as error:  # noqa: BLE001 - worded for the user below
+                raise AwsError(f"cannot assume {role_arn}: {explain(error)}; {hint}") from None
+            credentials = found["Credentials"]
+            return {"access_key": credentials["AccessKeyId"], "secret_key": credentials["SecretAccessKey"],
+                    "token": credentials["SessionToken"],
+                    "expiry_time": credentials["Expiration"].isoformat()}  # fmt: skip
+
+        # Role sessions end after an hour, and an image build or a large rollout outlasts that: botocore assumes the
+        # role again shortly before the credentials expire.
+        botocore_session = get_session()
+        botocore_session._credentials = RefreshableCredentials.create_from_metadata(
+            metadata=assume(), refresh_using=assume, method="sts-assume-role")
+        client = boto3.Session(botocore_session=botocore_session).client(
+            service, region_name=region, endpoint_url=self.endpoint_url, config=self._config())
         with self._lock:
             self._cache[key] = client
         return client
