@@ -23,6 +23,7 @@ from troposphere import Template
 
 from generator.images.contexts import image_tags, render_container_files
 from generator.registry import builders
+from stacksets.build_context import CONTAINER
 from stacksets.config import Config
 from stacksets.limits import TEMPLATE_URL_BYTES
 from stacksets.naming import template_file
@@ -57,10 +58,6 @@ def render(template: Template, name: str) -> bytes:
             "split the instance or reduce what the config puts in it (e.g. users per per_user instance)"
         )
     return payload
-
-
-REPOSITORY = Path(__file__).resolve().parent.parent
-CONTAINER = REPOSITORY / "container"
 
 
 @dataclass(frozen=True)

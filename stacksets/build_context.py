@@ -14,6 +14,8 @@ import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
+# The committed build contexts, container/<image>/ in the repository.
+CONTAINER = Path(__file__).resolve().parent.parent / "container"
 TAG_PREFIX = "ctx-"
 TAG_HEX_DIGITS = 20
 # Zip entries carry a timestamp; a fixed one keeps the archive a function of the files alone.

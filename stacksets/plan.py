@@ -22,12 +22,9 @@ from pathlib import Path
 from typing import Iterable, Union
 
 from stacksets import naming
-from stacksets.build_context import context_tag, read_context, zip_context
+from stacksets.build_context import CONTAINER, context_tag, read_context, zip_context
 from stacksets.config import CallAs, Config, PermissionModel, Rollout
 from stacksets.limits import TEMPLATE_BODY_BYTES
-
-# The committed build contexts, next to templates/ in the repository.
-CONTAINER = Path(__file__).resolve().parent.parent / "container"
 
 
 class PlanError(Exception):
