@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from stacksets.config import Config, ConfigError, json_schema, load_config
+from stacksets.errors import UserError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 SCHEMA_FILE = "config.schema.json"
@@ -452,7 +453,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         cfg = load_config(args.config) if getattr(args, "needs_config", True) else None
         return handler(args, cfg)
-    except ConfigError as error:
+    except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
 

@@ -18,10 +18,11 @@ from botocore.exceptions import ClientError, NoCredentialsError, TokenRetrievalE
 from botocore.session import get_session
 
 from stacksets.config import CallAs
+from stacksets.errors import UserError
 from stacksets.naming import DEPLOY_READER_ROLE, IMAGE_PUBLISHER_ROLE
 
 
-class AwsError(Exception):
+class AwsError(UserError):
     """An AWS problem worded for the user (expired credentials, missing permissions, a refused call)."""
 
 

@@ -24,6 +24,7 @@ from urllib.parse import urlparse
 from botocore.exceptions import ClientError
 
 from stacksets import naming
+from stacksets.errors import UserError
 from stacksets.plan import ImageBuild
 
 # The task definitions run X86_64 (generator/instance/*.py): a laptop on ARM must not build for itself.
@@ -33,7 +34,7 @@ FAILED_PHASE_STATES = {"FAILED", "FAULT", "TIMED_OUT", "STOPPED", "CLIENT_ERROR"
 MANIFEST_MEDIA_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
 
 
-class BuilderError(Exception):
+class BuilderError(UserError):
     """A builder cannot work here at all (no docker on PATH); worded for the user."""
 
 

@@ -26,9 +26,10 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from stacksets import naming
+from stacksets.errors import UserError
 
 
-class ConfigError(Exception):
+class ConfigError(UserError):
     """A problem with the user's configuration, worded for the user."""
 
 

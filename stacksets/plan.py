@@ -24,10 +24,11 @@ from typing import Iterable, Union
 from stacksets import naming
 from stacksets.build_context import CONTAINER, context_tag, read_context, zip_context
 from stacksets.config import CallAs, Config, PermissionModel, Rollout
+from stacksets.errors import UserError
 from stacksets.limits import TEMPLATE_BODY_BYTES
 
 
-class PlanError(Exception):
+class PlanError(UserError):
     """The plan cannot be built (a cycle, a missing template); worded for the user."""
 
 

@@ -34,6 +34,7 @@ import boto3
 from botocore.config import Config as BotoConfig
 
 from stacksets.config import Config, PermissionModel
+from stacksets.errors import UserError
 from stacksets.plan import Node, OutputRef, Override, ParameterValue, Plan, Targets
 
 MOTO_VERSION = "5.2.5"
@@ -47,7 +48,7 @@ HIDDEN_ENVIRONMENT = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN",
 EMPTY_FILES = {"AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull}
 
 
-class SandboxError(Exception):
+class SandboxError(UserError):
     """The sandbox cannot do what was asked (unknown account id, not started); worded for the user."""
 
 
