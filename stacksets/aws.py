@@ -7,6 +7,7 @@ sandbox can point the very same code at a local moto server.
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 import boto3
 from botocore.config import Config as BotoConfig
 from botocore.credentials import RefreshableCredentials
-from botocore.exceptions import ClientError, NoCredentialsError, TokenRetrievalError
+from botocore.exceptions import ClientError, NoCredentialsError, ProfileNotFound, TokenRetrievalError
 from botocore.session import get_session
 
 from stacksets.config import CallAs
@@ -24,6 +25,28 @@ from stacksets.naming import DEPLOY_READER_ROLE, IMAGE_PUBLISHER_ROLE
 
 class AwsError(UserError):
     """An AWS problem worded for the user (expired credentials, missing permissions, a refused call)."""
+
+
+class ProfileNotConfigured(AwsError):
+    """--profile (or AWS_PROFILE) names a profile that no AWS config or credentials file defines."""
+
+
+def _unknown_profile(profile: str, from_environment: bool = False) -> ProfileNotConfigured:
+    """Name the profiles that do exist and where botocore looked (AWS_CONFIG_FILE / AWS_SHARED_CREDENTIALS_FILE)."""
+    session = get_session()
+    files = [session.get_config_variable("config_file")]
+    credentials_file = session.get_config_variable("credentials_file")
+    if os.path.isfile(os.path.expanduser(credentials_file)):
+        files.append(credentials_file)
+    known = sorted(session.available_profiles)
+    where = " and ".join(files)
+    source = " (from AWS_PROFILE)" if from_environment else ""
+    fix = f"run `aws configure sso --profile {profile}`"
+    if not known:
+        return ProfileNotConfigured(f"AWS profile '{profile}'{source} is not configured ({where} defines no "
+                                    f"profiles); {fix}")  # fmt: skip
+    return ProfileNotConfigured(f"AWS profile '{profile}'{source} is not configured (the profiles in {where} are: "
+                                f"{', '.join(known)}); {fix} or pass one of those")  # fmt: skip
 
 
 CREDENTIAL_ERRORS = {"ExpiredToken", "ExpiredTokenException", "InvalidClientTokenId", "UnrecognizedClientException",
@@ -70,7 +93,10 @@ class Clients:
     def session(self) -> Any:
         with self._lock:
             if self._session is None:
-                self._session = boto3.Session(profile_name=self.profile, region_name=self.region)
+                try:
+                    self._session = boto3.Session(profile_name=self.profile, region_name=self.region)
+                except ProfileNotFound as error:
+                    raise _unknown_profile(error.kwargs["profile"], from_environment=self.profile is None) from None
             return self._session
 
     def client(self, service: str, region: str | None = None) -> Any:

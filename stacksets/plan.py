@@ -13,6 +13,7 @@ central account's ECR. It is a type of its own rather than a Node with a flag, s
 
 from __future__ import annotations
 
+import functools
 import graphlib
 import hashlib
 import re
@@ -20,6 +21,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterable, Union
+
+import yaml
+from cfn_tools import load_yaml
 
 from stacksets import naming
 from stacksets.build_context import CONTAINER, context_tag, read_context, zip_context
@@ -252,7 +256,31 @@ def _template(templates_dir: Path, stackset: str) -> tuple[str, str, str]:
         body = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise PlanError(f"{path}: missing; run `python deploy.py render` and commit templates/") from None
+    problem = _cloudformation_problem(body)
+    if problem:
+        raise PlanError(f"{path}{problem}; run `python deploy.py render` and commit")
     return file_name, body, hashlib.sha256(body.encode("utf-8")).hexdigest()
+
+
+# Every command builds the plan, and PyYAML's pure-Python loader needs most of a second for the committed templates;
+# the same text always gives the same answer, so a repeated plan (tests, the sandbox) parses nothing twice.
+@functools.lru_cache(maxsize=64)
+def _cloudformation_problem(body: str) -> str:
+    """Why CloudFormation would refuse the template text, as ":LINE: reason" or ": reason"; "" when it would not.
+
+    Without this a broken file is only found at its stack instance, after the StackSets before it are written."""
+    try:
+        template = load_yaml(body)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
+        reason = " ".join(str(getattr(error, "problem", None) or error).split())
+        return f"{f':{mark.line + 1}' if mark else ''}: not valid CloudFormation YAML ({reason})"
+    except (ValueError, AttributeError):  # how cfn_tools' !GetAtt constructor fails on a mapping or a nested tag
+        return ": not valid CloudFormation YAML (a !GetAtt takes 'Resource.Attribute' or [Resource, Attribute])"
+    resources = template.get("Resources") if isinstance(template, dict) else None
+    if not isinstance(resources, dict) or not resources:
+        return ": not a CloudFormation template: the top level has no `Resources` mapping with at least one resource"
+    return ""
 
 
 def _targets(cfg: Config, accounts: Iterable[str], regions: Iterable[str]) -> Targets:
