@@ -22,17 +22,12 @@ SCHEMA_FILE = "config.schema.json"
 
 def cmd_render(args: argparse.Namespace, cfg: Config) -> int:
     """Write templates/ and the images' configuration files from the config, or with --check only report differences."""
-    from generator.render import TemplateTooLarge, compare, render_all, write
+    from generator.render import outputs, stale_outputs, write
 
     templates, container = Path(args.templates), Path(args.container)
-    try:
-        rendered = render_all(cfg, container)
-    except (TemplateTooLarge, FileNotFoundError) as error:
-        raise ConfigError(str(error)) from None
-    outputs = [(templates, rendered.templates, False), (container, rendered.container_files, True)]
+    rendered = _render(cfg, container)
     if args.check:
-        stale = [compare(directory, files, shared=shared) for directory, files, shared in outputs]
-        stale = [staleness for staleness in stale if not staleness.clean]
+        stale = stale_outputs(cfg, templates, container, rendered)
         if not stale:
             print(f"{templates}/ and {container}/ are current ({len(rendered.templates)} templates, "
                   f"{len(rendered.container_files)} image configuration files)")  # fmt: skip
@@ -41,7 +36,7 @@ def cmd_render(args: argparse.Namespace, cfg: Config) -> int:
         print("stale: run `python deploy.py render` and commit the result", file=sys.stderr)
         return EXIT_FAILED
     counts = [0, 0]
-    for directory, files, shared in outputs:
+    for directory, files, shared in outputs(rendered, templates, container):
         try:
             staleness = write(directory, files, shared=shared)
         except OSError as error:
@@ -56,6 +51,17 @@ def cmd_render(args: argparse.Namespace, cfg: Config) -> int:
     print(f"{len(rendered.templates)} templates and {len(rendered.container_files)} image configuration files, "
           f"{counts[0]} changed, {counts[1]} removed; image tags: {tags}")  # fmt: skip
     return EXIT_OK
+
+
+def _render(cfg: Config, container: Path) -> Any:
+    """Everything render produces, in memory; what stops it (a missing build context, an oversized template) is a
+    problem of the config or the checkout, not a bug."""
+    from generator.render import TemplateTooLarge, render_all
+
+    try:
+        return render_all(cfg, container)
+    except (TemplateTooLarge, FileNotFoundError) as error:
+        raise ConfigError(str(error)) from None
 
 
 def cmd_validate(args: argparse.Namespace, cfg: Config) -> int:
@@ -97,12 +103,28 @@ def cmd_schema(args: argparse.Namespace, _cfg: Config | None) -> int:
 
 
 # --------------------------------------------------------------------------------------------------------------------
-# Orchestration commands: they read the committed templates, never the generator.
+# Orchestration commands: they deploy the committed templates, never freshly rendered ones (deploy and images only
+# render to refuse committed files that are stale).
+
+
+def _admin_clients(args: argparse.Namespace, cfg: Config) -> Any:
+    """The real AWS account's clients (None in the sandbox and offline commands), made once as the command starts, so
+    an unknown --profile is the first thing reported, before the plan is read or anything rendered."""
+    from stacksets.aws import Clients
+
+    if getattr(args, "sandbox", True):
+        return None
+    if getattr(args, "admin_clients", None) is None:
+        clients = Clients(cfg.default_region, profile=args.profile)
+        clients.session()
+        args.admin_clients = clients
+    return args.admin_clients
 
 
 def _plan(args: argparse.Namespace, cfg: Config) -> Any:
     from stacksets.plan import PlanError, build_plan
 
+    _admin_clients(args, cfg)
     try:
         plan = build_plan(cfg, Path(args.templates), Path(args.container))
         return plan.only(args.only) if args.only else plan
@@ -117,6 +139,7 @@ def _image_plan(args: argparse.Namespace, cfg: Config) -> Any:
 
     from stacksets.plan import Plan, PlanError, build_plan
 
+    _admin_clients(args, cfg)
     names = [name for value in args.only or [] for name in value.split(",") if name]
     try:
         plan = build_plan(cfg, Path(args.templates), Path(args.container))
@@ -126,6 +149,26 @@ def _image_plan(args: argparse.Namespace, cfg: Config) -> Any:
     if args.sandbox:
         return replace(plan.only([step.name]), images=step)
     return Plan({}, step)
+
+
+def _refuse_stale(args: argparse.Namespace, cfg: Config) -> None:
+    """deploy and images roll out the committed files as they are; where render would write other bytes, they were
+    edited by hand or not rendered after a config change, and that is deployed only when --allow-stale says so."""
+    from generator.render import StaleFiles, stale_outputs
+
+    container = Path(args.container)
+    stale = stale_outputs(cfg, Path(args.templates), container, _render(cfg, container))
+    names = [name for staleness in stale for name in staleness.files()]
+    if not names:
+        return
+    files = ", ".join(names)
+    if not args.allow_stale:
+        raise StaleFiles(f"the committed {files} {'is' if len(names) == 1 else 'are'} not what `python deploy.py "
+                         f"render` writes for {args.config} (edited by hand, or not rendered since the config "
+                         "changed): run `python deploy.py render` and commit, or pass --allow-stale to deploy the "
+                         "committed files anyway")  # fmt: skip
+    print(f"warning: --allow-stale: deploying the committed {files} although `python deploy.py render` would change "
+          "them", file=sys.stderr)  # fmt: skip
 
 
 def _builder(args: argparse.Namespace) -> Any:
@@ -154,7 +197,7 @@ def _aws(args: argparse.Namespace, cfg: Config, plan: Any) -> Iterator[tuple[Any
     from stacksets.aws import Clients
 
     if not args.sandbox:
-        yield Clients(cfg.default_region, profile=args.profile), plan, None
+        yield _admin_clients(args, cfg), plan, None
         return
     from stacksets.sandbox import Sandbox, remap_plan
 
@@ -227,7 +270,9 @@ def cmd_deploy(args: argparse.Namespace, cfg: Config) -> int:
     from stacksets.report import plan_text, status_table, summary_table
 
     def run() -> int:
-        with _aws(args, cfg, _plan(args, cfg)) as (clients, plan, _):
+        plan = _plan(args, cfg)
+        _refuse_stale(args, cfg)
+        with _aws(args, cfg, plan) as (clients, plan, _):
             executor = _executor(args, clients, plan)
             diffs = executor.diff(plan)
             sys.stdout.write(plan_text(plan, diffs))
@@ -310,7 +355,9 @@ def cmd_images(args: argparse.Namespace, cfg: Config) -> int:
     from stacksets.report import images_plan_text, summary_table
 
     def run() -> int:
-        with _aws(args, cfg, _image_plan(args, cfg)) as (clients, plan, _):
+        plan = _image_plan(args, cfg)
+        _refuse_stale(args, cfg)
+        with _aws(args, cfg, plan) as (clients, plan, _):
             executor = _executor(args, clients, plan)
             [diff] = [diff for diff in executor.diff(plan) if isinstance(diff, ImageDiff)]
             sys.stdout.write(images_plan_text(diff))
@@ -406,10 +453,14 @@ def build_parser() -> argparse.ArgumentParser:
     changes = argparse.ArgumentParser(add_help=False)
     changes.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     changes.add_argument("--timeline", metavar="PATH", help="write the run's operations with start and end (JSON)")
+    stale = argparse.ArgumentParser(add_help=False)
+    stale.add_argument("--allow-stale", action="store_true",
+                       help="deploy the committed templates and build contexts even where `render --check` would "
+                            "flag them (a warning names them); without it such files are refused")  # fmt: skip
 
     for name, handler, parents in (
         ("plan", cmd_plan, [common, templates, container, aws]),
-        ("deploy", cmd_deploy, [common, templates, container, aws, changes]),
+        ("deploy", cmd_deploy, [common, templates, container, aws, changes, stale]),
         ("status", cmd_status, [common, templates, container, aws]),
         ("drift", cmd_drift, [common, templates, container, aws]),
         ("destroy", cmd_destroy, [common, templates, container, aws, changes]),
@@ -424,7 +475,7 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "deploy":
             command.add_argument("--prune", action="store_true", help="also delete instances the config no longer has")
 
-    images = commands.add_parser("images", parents=[common, templates, container, aws, changes],
+    images = commands.add_parser("images", parents=[common, templates, container, aws, changes, stale],
                                  help=cmd_images.__doc__, description=cmd_images.__doc__)  # fmt: skip
     images.add_argument("--local", action="store_true",
                         help="build with this machine's docker and push through the publisher role, not in "

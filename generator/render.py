@@ -25,6 +25,7 @@ from generator.images.contexts import GENERATED_HEADER, image_tags, render_conta
 from generator.registry import builders
 from stacksets.build_context import CONTAINER
 from stacksets.config import Config
+from stacksets.errors import UserError
 from stacksets.limits import TEMPLATE_URL_BYTES
 from stacksets.naming import template_file
 
@@ -39,6 +40,10 @@ MAX_TEMPLATE_BYTES = TEMPLATE_URL_BYTES
 
 class TemplateTooLarge(Exception):
     pass
+
+
+class StaleFiles(UserError):
+    """Committed templates or generated image files differ from what render writes for the config."""
 
 
 def render(template: Template, name: str) -> bytes:
@@ -97,6 +102,10 @@ class Staleness:
         parts += [f"orphan: {self.directory}/{name} (no StackSet in the config produces it)\n" for name in self.orphans]
         return "".join(parts)
 
+    def files(self) -> list[str]:
+        """Every stale file as `directory/name`, sorted: changed, missing and orphaned alike."""
+        return [f"{self.directory}/{name}" for name in sorted({*self.changed, *self.missing, *self.orphans})]
+
 
 def _on_disk(directory: Path, names: Iterable[str] | None) -> dict[str, bytes]:
     """The files render owns in `directory`: every template, or only `names` where render shares the directory."""
@@ -127,6 +136,25 @@ def compare(directory: Path, rendered: dict[str, bytes], *, shared: bool = False
         missing=tuple(sorted(set(rendered) - set(existing))),
         orphans=tuple(sorted(set(existing) - set(rendered))),
     )
+
+
+def outputs(rendered: Rendered, templates_dir: Path, container_dir: Path) -> list[tuple[Path, dict[str, bytes], bool]]:
+    """(directory, files, shared) for each place render writes: templates/ is render's alone, container/ is shared
+    with the hand-written parts of the build contexts."""
+    return [(templates_dir, rendered.templates, False), (container_dir, rendered.container_files, True)]
+
+
+def stale_outputs(cfg: Config, templates_dir: Path, container_dir: Path,
+                  rendered: Rendered | None = None) -> list[Staleness]:  # fmt: skip
+    """How the committed files differ from what render would write, one Staleness per directory that is not clean.
+
+    The one definition of "stale": `render --check` reports it and `deploy` refuses it. Pass `rendered` when the
+    caller has rendered already; otherwise this renders, and raises what render_all raises."""
+    if rendered is None:
+        rendered = render_all(cfg, container_dir)
+    found = [compare(directory, files, shared=shared)
+             for directory, files, shared in outputs(rendered, templates_dir, container_dir)]  # fmt: skip
+    return [staleness for staleness in found if not staleness.clean]
 
 
 def write(directory: Path, rendered: dict[str, bytes], *, shared: bool = False) -> Staleness:
