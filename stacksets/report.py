@@ -6,8 +6,8 @@ import json
 from dataclasses import asdict
 from typing import Any, Iterable
 
-from stacksets.executor import Diff, ImageDiff, ImageOutcome, NodeDiff, Report, State, StatusRow
 from stacksets.plan import Plan
+from stacksets.results import Diff, ImageDiff, ImageOutcome, NodeDiff, Report, State, StatusRow
 
 
 def _pairs(pairs: Iterable[tuple[str, str]]) -> str:

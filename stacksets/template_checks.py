@@ -49,6 +49,14 @@ class Finding:
         return f"{self.template}: {self.where}: [{self.rule}] {self.message}"
 
 
+def retained_resources(template_body: str) -> list[tuple[str, str]]:
+    """(type, logical id) of every resource a stack deletion leaves behind (DeletionPolicy Retain)."""
+    template = load_yaml(template_body) or {}
+    resources = template.get("Resources") or {}
+    return sorted((resource.get("Type", ""), logical) for logical, resource in resources.items()
+                  if resource.get("DeletionPolicy") == "Retain")  # fmt: skip
+
+
 def check_template(name: str, text: str) -> list[Finding]:
     """Every house-rule finding for one template file's text."""
     findings: list[Finding] = []

@@ -1,0 +1,78 @@
+"""Deploy one StackSet: create or update it, create/update/delete its instances, check every instance, and read
+the outputs its dependents consume."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from stacksets.actions.context import Context, Steps
+from stacksets.actions.diff import diff_stackset
+from stacksets.aws import explain
+from stacksets.calls import error_code
+from stacksets.config import PermissionModel
+from stacksets.parameters import api_parameters
+from stacksets.plan import Node, Plan
+from stacksets.results import NodeFailed, State
+from stacksets.targets import call_groups, target_arguments
+
+
+def deploy_stackset(ctx: Context, node: Node, plan: Plan) -> Steps[State]:
+    api, operations = ctx.api(node), ctx.operations
+    reattached = yield from operations.reattach(api)
+    live = api.describe()
+    instances = api.instances() if live is not None else []
+    change = diff_stackset(ctx, node, strict=True, live=live, instances=instances)
+    for warning in change.warnings:
+        ctx.run.emit(node.name, State.RUNNING, message=warning)
+    params, overrides = ctx.parameters.parameters(node, strict=True)
+    preferences = {"OperationPreferences": node.operation_preferences}
+    if live is None:
+        create_stack_set(ctx, node, params)
+    elif change.template_changed or change.parameters_changed:
+        yield from operations.perform(api, "update_stack_set", Parameters=api_parameters(params),
+                                      Capabilities=list(node.capabilities), **preferences,
+                                      **ctx.staging.template_argument(node))  # fmt: skip
+    for regions, accounts, values in call_groups(change.create, overrides):
+        extra = {"ParameterOverrides": api_parameters(values)} if values else {}
+        yield from operations.perform(api, "create_stack_instances", Regions=regions, **preferences,
+                                      **target_arguments(node, accounts), **extra)  # fmt: skip
+    for regions, accounts, values in call_groups(change.update, overrides):
+        yield from operations.perform(api, "update_stack_instances", Regions=regions,
+                                      ParameterOverrides=api_parameters(values), **preferences,
+                                      **target_arguments(node, accounts))  # fmt: skip
+    for regions, accounts, _ in call_groups(change.delete, {}):
+        yield from operations.perform(api, "delete_stack_instances", Regions=regions, RetainStacks=False,
+                                      **preferences, **target_arguments(node, accounts))  # fmt: skip
+    desired = [p for p in [*change.create, *change.update] if p not in change.delete]
+    desired += [p for p in ctx.desired_pairs(node)[0] if p not in desired]
+    # without a change the instance list read for the diff is still current: one call less per StackSet
+    failures = ctx.views.failures(api, desired, None if change.changed else instances)
+    if failures:
+        raise NodeFailed(f"{len(failures)} stack instance(s) failed", failures)
+    ctx.parameters.collect_outputs(node, plan)
+    return State.SUCCEEDED if change.changed or reattached else State.UNCHANGED
+
+
+def create_stack_set(ctx: Context, node: Node, params: dict[str, str]) -> None:
+    """CreateStackSet is synchronous: no operation to wait for."""
+    service = node.permission_model is PermissionModel.service_managed
+    extra: dict[str, Any] = {}
+    if service:
+        extra["AutoDeployment"] = {
+            "Enabled": node.auto_deployment,
+            **({"RetainStacksOnAccountRemoval": False} if node.auto_deployment else {}),
+        }
+    ctx.run.emit(node.name, State.RUNNING, "create_stack_set")
+    start = ctx.run.clock()
+    try:
+        ctx.api(node).create(Parameters=api_parameters(params), Capabilities=list(node.capabilities),
+                             PermissionModel="SERVICE_MANAGED" if service else "SELF_MANAGED",
+                             ManagedExecution={"Active": True}, **ctx.staging.template_argument(node),
+                             **extra)  # fmt: skip
+    except ClientError as error:
+        # a retried create whose first answer was lost: the StackSet is there, carry on
+        if error_code(error) != "NameAlreadyExistsException":
+            raise NodeFailed(str(explain(error))) from None
+    ctx.run.timeline(node.name, "create_stack_set", start)

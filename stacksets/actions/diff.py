@@ -1,0 +1,40 @@
+"""What a deploy would change in one StackSet: the template, the parameters and the instances to create, update
+and delete."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from stacksets.actions.context import Context
+from stacksets.plan import Node
+from stacksets.results import NodeDiff
+
+
+def diff_stackset(ctx: Context, node: Node, strict: bool, live: dict[str, Any] | None = None,
+                  instances: list[dict[str, Any]] | None = None) -> NodeDiff:  # fmt: skip
+    """`live` and `instances` are read unless the caller already has them; not `strict`, unknown outputs read
+    "(from <ref>)" instead of failing."""
+    api = ctx.api(node)
+    live = api.describe() if live is None else live
+    params, overrides = ctx.parameters.parameters(node, strict)
+    desired, warnings = ctx.desired_pairs(node)
+    if live is None:
+        return NodeDiff(node.name, False, True, bool(params), params, create=tuple(desired),
+                        warnings=tuple(warnings))  # fmt: skip
+    live_params = {p["ParameterKey"]: p.get("ParameterValue", "") for p in live.get("Parameters", [])}
+    instances = api.instances() if instances is None else instances
+    existing = {(i["Account"], i["Region"]): i for i in instances}
+    extra = tuple(sorted(set(existing) - set(desired)))
+    update = []
+    for pair in desired:
+        if pair not in existing:
+            continue
+        if existing[pair].get("Status") == "OUTDATED":  # a failed or interrupted earlier operation
+            update.append(pair)
+        elif pair in overrides and api.instance_overrides(*pair) != overrides[pair]:
+            update.append(pair)
+    prune = ctx.run.options.prune
+    return NodeDiff(node.name, True, live.get("TemplateBody") != node.template_body, live_params != params, params,
+                    create=tuple(p for p in desired if p not in existing), update=tuple(update),
+                    delete=extra if prune else (), orphaned=() if prune else extra,
+                    warnings=tuple(warnings))  # fmt: skip

@@ -1,0 +1,145 @@
+"""The lifecycle of one StackSet operation: start it under a recorded client OperationId, wait for it to end, and
+reattach to one an interrupted run left behind.
+
+Waiting never blocks: the functions here are generators that yield a `Park` whenever there is nothing to do but
+wait, and the walk resumes them when it is time to look again.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Generator
+
+from botocore.exceptions import ClientError
+
+from stacksets.aws import explain
+from stacksets.calls import error_code, not_implemented
+from stacksets.instances import InstanceViews
+from stacksets.results import NodeFailed, State
+from stacksets.run import Run
+from stacksets.stackset_api import StackSetApi
+from stacksets.state import StateFile
+from stacksets.walk import Park
+
+IN_FLIGHT = {"RUNNING", "QUEUED", "STOPPING"}
+MAX_POLL_S = 60.0
+
+
+class Deadline:
+    """The time limit of one wait: past it the wait fails, and the operation is left for the next run."""
+
+    def __init__(self, run: Run, until: float) -> None:
+        self.run = run
+        self.until = until
+
+    def check(self, what: str, why: str) -> None:
+        if self.run.clock() >= self.until:
+            raise NodeFailed(f"{what}: gave up after the {self.run.options.timeout_s:g} s time limit: {why}; it keeps "
+                             "running in AWS, and the next run reattaches to it")  # fmt: skip
+
+    def park(self, seconds: float) -> Park:
+        """Wait `seconds`, but never past the limit (so the limit is noticed on time)."""
+        return Park(max(0.0, min(seconds, self.until - self.run.clock())))
+
+
+def backoff(run: Run) -> Generator[float, None, None]:
+    """Poll intervals: `poll_s`, doubling up to MAX_POLL_S."""
+    delay = run.options.poll_s
+    while True:
+        yield delay
+        delay = min(delay * 2, MAX_POLL_S)
+
+
+class Operations:
+    def __init__(self, run: Run, state: StateFile, views: InstanceViews) -> None:
+        self.run = run
+        self.state = state
+        self.views = views
+
+    def deadline(self) -> Deadline:
+        return Deadline(self.run, self.run.deadline)
+
+    def perform(self, api: StackSetApi, action: str, **kwargs: Any) -> Generator[Park, None, dict[str, Any]]:
+        """Start `action` with a recorded client-supplied id and wait for it to succeed (NodeFailed otherwise)."""
+        operation_id = str(uuid.uuid4())
+        self.state.record(api.name, operation_id, action)
+        self.run.emit(api.name, State.RUNNING, action)
+        start = self.run.clock()
+        deadline = self.deadline()
+        operation_id = yield from self._start(api, action, operation_id, deadline, kwargs)
+        self.run.report.results[api.name].operations.append(operation_id)
+        try:
+            return (yield from self.wait(api, operation_id, action, deadline))
+        finally:
+            self.run.timeline(api.name, action, start)
+
+    def _start(self, api: StackSetApi, action: str, operation_id: str, deadline: Deadline,
+               kwargs: dict[str, Any]) -> Generator[Park, None, str]:  # fmt: skip
+        """The id of the started operation; OperationInProgress (another operation on this StackSet) is waited out."""
+        delays = backoff(self.run)
+        while True:
+            try:
+                answer = api.start_operation(action, operation_id, **kwargs)
+            except ClientError as error:
+                code = error_code(error)
+                if code == "OperationIdAlreadyExistsException":
+                    return operation_id  # an earlier attempt of this very call went through: wait for it
+                if code != "OperationInProgressException":
+                    self.state.clear(api.name, operation_id)
+                    if not_implemented(error):
+                        raise
+                    raise NodeFailed(str(explain(error))) from None
+                deadline.check(action, "another operation on this StackSet is still running")
+                yield deadline.park(next(delays))
+                continue
+            # moto ignores client ids and makes its own: follow the one the service answers with
+            if answer.get("OperationId", operation_id) != operation_id:
+                operation_id = answer["OperationId"]
+                self.state.record(api.name, operation_id, action)
+            return operation_id
+
+    def wait(self, api: StackSetApi, operation_id: str, action: str,
+             deadline: Deadline) -> Generator[Park, None, dict[str, Any]]:  # fmt: skip
+        """Poll right away, then with backoff, until the operation ends; NodeFailed unless it SUCCEEDED."""
+        delays = backoff(self.run)
+        while True:
+            try:
+                operation = api.describe_operation(operation_id)
+            except ClientError as error:
+                raise NodeFailed(str(explain(error))) from None
+            status = operation.get("Status", "")
+            if status not in IN_FLIGHT:
+                break
+            deadline.check(f"{action} {operation_id}", f"the operation is still {status}")
+            self.run.emit(api.name, State.RUNNING, action, status.lower())
+            yield deadline.park(next(delays))
+        self.state.clear(api.name, operation_id)
+        if status != "SUCCEEDED":
+            reason = operation.get("StatusReason") or "see the instance failures below"
+            raise NodeFailed(f"{action} {operation_id} {status}: {reason}", self.views.failures(api))
+        return operation
+
+    def reattach(self, api: StackSetApi) -> Generator[Park, None, bool]:
+        """An operation recorded by an interrupted run: wait for it instead of starting another. True when there
+        was one (the node then counts as changed by this run even if nothing else is left to do)."""
+        pending = self.state.pending(api.name)
+        if not pending:
+            return False
+        operation_id, action = pending["operation_id"], pending["action"]
+        try:
+            operation = api.describe_operation(operation_id)
+        except ClientError:
+            self.state.clear(api.name)  # unknown to AWS (never started, or long expired)
+            return False
+        self.run.report.results[api.name].operations.append(operation_id)
+        if operation.get("Status") in IN_FLIGHT:
+            self.run.emit(api.name, State.RUNNING, action, f"reattached to {operation_id}")
+            start = self.run.clock()
+            try:
+                yield from self.wait(api, operation_id, action, self.deadline())
+            except NodeFailed:
+                pass  # the live diff that follows decides what still has to happen
+            finally:
+                self.run.timeline(api.name, action, start)
+        self.state.clear(api.name)
+        return True

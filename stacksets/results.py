@@ -1,0 +1,153 @@
+"""What the executor hands back: node states, progress events, diffs, per-node results and the run's report.
+
+Plain data with no AWS knowledge, so the report and progress formatters can import it without the executor.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Iterable, Union
+
+
+class State(str, Enum):
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    SKIPPED = "SKIPPED"
+    UNCHANGED = "UNCHANGED"
+
+
+@dataclass(frozen=True)
+class Event:
+    stackset: str
+    state: State
+    operation: str  # the API action in progress ("create_stack_instances"), or ""
+    done: int  # StackSets finished so far in this run
+    total: int
+    message: str
+    at: float  # clock() seconds since the run started
+
+
+@dataclass(frozen=True)
+class NodeDiff:
+    """What a deploy would change in one StackSet. Parameter values not known yet read "(from <ref>)"."""
+
+    stackset: str
+    exists: bool
+    template_changed: bool
+    parameters_changed: bool
+    parameters: dict[str, str]
+    create: tuple[tuple[str, str], ...] = ()
+    update: tuple[tuple[str, str], ...] = ()
+    delete: tuple[tuple[str, str], ...] = ()
+    orphaned: tuple[tuple[str, str], ...] = ()  # live instances the plan no longer has, kept without --prune
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str:
+        return self.stackset
+
+    @property
+    def changed(self) -> bool:
+        return (not self.exists or self.template_changed or self.parameters_changed
+                or bool(self.create or self.update or self.delete))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ImageDiff:
+    """What a deploy would build: the pinned image tags the central account's ECR does not hold yet."""
+
+    name: str
+    present: tuple[tuple[str, str], ...] = ()  # (image, tag)
+    missing: tuple[tuple[str, str], ...] = ()
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.missing)
+
+
+Diff = Union[NodeDiff, ImageDiff]
+
+
+@dataclass(frozen=True)
+class InstanceFailure:
+    account: str
+    region: str
+    reason: str
+    events: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class DriftedInstance:
+    account: str
+    region: str
+    resources: tuple[str, ...] = ()  # "LogicalId (Type): MODIFIED"
+
+
+@dataclass(frozen=True)
+class ImageOutcome:
+    image: str
+    tag: str
+    outcome: str  # "present", "built", "simulated" or "failed"
+    seconds: float = 0.0
+    build_id: str = ""
+
+
+@dataclass
+class NodeResult:
+    stackset: str
+    state: State = State.PENDING
+    message: str = ""
+    failures: list[InstanceFailure] = field(default_factory=list)
+    operations: list[str] = field(default_factory=list)
+    retained: list[tuple[str, str]] = field(default_factory=list)  # (resource type, logical id) kept by destroy
+    drifted: list[DriftedInstance] = field(default_factory=list)
+    images: list[ImageOutcome] = field(default_factory=list)  # the image step only
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    stackset: str
+    operation: str
+    start: float
+    end: float
+
+
+@dataclass
+class Report:
+    results: dict[str, NodeResult] = field(default_factory=dict)
+    calls: Counter[str] = field(default_factory=Counter)  # mutating calls per API name
+    calls_by_stackset: dict[str, Counter[str]] = field(default_factory=dict)  # every call, per StackSet
+    timeline: list[TimelineEntry] = field(default_factory=list)
+    elapsed: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return all(r.state in (State.SUCCEEDED, State.UNCHANGED) for r in self.results.values())
+
+    @property
+    def drifted(self) -> bool:
+        return any(r.drifted for r in self.results.values())
+
+
+@dataclass(frozen=True)
+class StatusRow:
+    stackset: str
+    account: str  # "" on the StackSet's own row
+    region: str
+    status: str
+    detailed_status: str = ""
+    drift_status: str = ""
+    reason: str = ""
+
+
+class NodeFailed(Exception):
+    """One StackSet (or the image step) failed: the message and the instances behind it go into its NodeResult."""
+
+    def __init__(self, message: str, failures: Iterable[InstanceFailure] = ()) -> None:
+        super().__init__(message)
+        self.failures = list(failures)

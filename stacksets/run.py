@@ -1,0 +1,85 @@
+"""One public executor call (diff, deploy, status, drift, destroy): its report, clock, progress events and caches.
+
+A fresh `Run` per call means nothing leaks from one command into the next unless it is passed on explicitly.
+Calls are attributed to the StackSet being worked on through a context variable, so helpers deep inside an action
+never need to be told which StackSet they serve.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from stacksets.results import Event, Report, State, TimelineEntry
+
+CURRENT_STACKSET: ContextVar[str] = ContextVar("current_stackset", default="")
+
+
+@dataclass
+class Options:
+    timeout_s: float = 3600
+    poll_s: float = 15
+    max_workers: int = 4
+    state_path: Path = Path(".rstudio-fargate/state.json")
+    staging_bucket: str | None = None
+    prune: bool = False
+
+
+class Run:
+    def __init__(self, clients: Any, options: Options, *, clock: Callable[[], float], sleep: Callable[[float], None],
+                 random: Callable[[], float], on_event: Callable[[Event], None], total: int) -> None:  # fmt: skip
+        self.clients = clients
+        self.options = options
+        self.clock = clock
+        self.sleep = sleep
+        self.random = random
+        self.on_event = on_event
+        self.report = Report()
+        self.started = clock()
+        self.deadline = self.started + options.timeout_s
+        self.total = total
+        self.done = 0
+        self.lock = threading.Lock()
+        self.outputs: dict[tuple[str, str, str], dict[str, str]] = {}  # (stackset, account, region) -> outputs
+        self.org_cache: dict[str, set[str]] = {}  # OU -> every account under it
+
+    def since_start(self, at: float | None = None) -> float:
+        return (self.clock() if at is None else at) - self.started
+
+    def emit(self, stackset: str, state: State, operation: str = "", message: str = "") -> None:
+        self.on_event(Event(stackset, state, operation, self.done, self.total, message, self.since_start()))
+
+    def count(self, api: str, mutating: bool) -> None:
+        """One request (every attempt counts), attributed to the StackSet being worked on."""
+        with self.lock:
+            self.report.calls_by_stackset.setdefault(CURRENT_STACKSET.get(), Counter())[api] += 1
+            if mutating:
+                self.report.calls[api] += 1
+
+    def timeline(self, stackset: str, operation: str, start: float) -> None:
+        """An operation that ran from `start` (clock seconds) until now."""
+        with self.lock:
+            self.report.timeline.append(TimelineEntry(stackset, operation, self.since_start(start),
+                                                      self.since_start()))  # fmt: skip
+
+    def finish(self, name: str, state: State, message: str) -> None:
+        result = self.report.results[name]
+        result.state, result.message = state, message
+        with self.lock:
+            self.done += 1
+        self.emit(name, state, message=message)
+
+
+@contextmanager
+def working_on(stackset: str) -> Iterator[None]:
+    """Attribute every call made inside to `stackset` (undone on exit, so a pool thread carries nothing over)."""
+    token = CURRENT_STACKSET.set(stackset)
+    try:
+        yield
+    finally:
+        CURRENT_STACKSET.reset(token)
