@@ -683,6 +683,9 @@ def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: b
 
 
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+# The rehearsal scenario file (stacksets/awsmodel/scenario.py) is read and checked the same way as config.yaml.
+UniqueKeyLoader = _UniqueKeyLoader
+matching = _pattern
 
 
 def format_location(loc: tuple[int | str, ...]) -> str:
