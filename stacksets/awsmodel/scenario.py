@@ -60,7 +60,8 @@ class ScenarioError(UserError):
 # Field types
 
 ACCOUNT_STATES = ("ACTIVE", "SUSPENDED", "PENDING_CLOSURE", "CLOSED", "PENDING_ACTIVATION")
-# The error codes botocore's retry handler treats as transient, so a wire fault exercises its retries.
+# Three throttling codes botocore retries (botocore/retries/standard.py) and the two answers of an outage, which it
+# retries by their HTTP status (InternalFailure 500, ServiceUnavailable 503): a wire fault exercises those retries.
 WIRE_ERRORS = ("Throttling", "ThrottlingException", "RequestLimitExceeded", "InternalFailure", "ServiceUnavailable")
 # The services the orchestrator calls; a wire fault on any other method name could never fire.
 FAULTABLE_SERVICES = ("cloudformation", "organizations", "sts", "s3", "ecr", "codebuild", "logs", "ses", "sesv2",
@@ -142,9 +143,9 @@ class ManagementAccount(Model):
 class Quotas(Model):
     """Service quotas of one account that bound what a deploy may create there."""
 
-    # Lambda "Concurrent executions": 1,000 by default, but new accounts may start lower (often 10 or 50), and a
-    # function may reserve only what leaves 100 unreserved: https://docs.aws.amazon.com/lambda/latest/dg/
-    # gettingstarted-limits.html and https://docs.aws.amazon.com/lambda/latest/dg/configuration-concurrency.html
+    # 1,000 by default, but "new AWS accounts have reduced concurrency": https://docs.aws.amazon.com/lambda/latest/dg/
+    # gettingstarted-limits.html; the 100 kept unreserved: https://docs.aws.amazon.com/lambda/latest/dg/
+    # configuration-concurrency.html ("reserve up to the Unreserved account concurrency value ... minus 100").
     lambda_concurrent_executions: int = Field(default=1000, ge=1)
     """Lambda "Concurrent executions"; a reservation must leave 100 of them unreserved."""
     # "An account can have up to 10 resource policies per AWS Region":
@@ -162,9 +163,10 @@ class Limits(Model):
 
     # The first three are the defaults on https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/
     # cloudformation-limits.html ("StackSets", "Stack instances", "StackSets instance operations"); archived versions
-    # of that page list 100, 2,000 and 3,500.
+    # of that page (github.com/awsdocs/aws-cloudformation-user-guide, doc_source/cloudformation-limits.md, archived
+    # 2023) list 100, 2,000 and 3,500.
     stack_sets_per_administrator: int = Field(default=1000, ge=1)
-    """Service Quotas: "Stack sets per administrator account" (per Region)."""
+    """Service Quotas: "Stack sets per administrator account"."""
     stack_instances_per_stack_set: int = Field(default=100_000, ge=1)
     """Service Quotas: "Stack instances per stack set"."""
     concurrent_stack_instance_operations_per_region: int = Field(default=10_000, ge=1)
