@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable, Mapping
 
 import boto3
 from botocore.config import Config as BotoConfig
@@ -80,6 +80,10 @@ class Clients:
     profile: str | None = None
     endpoint_url: str | None = None
     max_attempts: int = 8
+    # Static keys instead of the credential chain (the AWS model's admin account), and a hook every new client
+    # passes through (the AWS model installs itself there, under the real botocore client).
+    credentials: Mapping[str, str] | None = None
+    on_client: Callable[[Any], None] | None = None
     _session: Any = field(default=None, init=False, repr=False)
     _cache: dict[tuple[str, ...], Any] = field(default_factory=dict, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
@@ -94,7 +98,8 @@ class Clients:
         with self._lock:
             if self._session is None:
                 try:
-                    self._session = boto3.Session(profile_name=self.profile, region_name=self.region)
+                    self._session = boto3.Session(profile_name=self.profile, region_name=self.region,
+                                                  **(self.credentials or {}))
                 except ProfileNotFound as error:
                     raise _unknown_profile(error.kwargs["profile"], from_environment=self.profile is None) from None
             return self._session
@@ -107,6 +112,8 @@ class Clients:
         if cached is None:
             cached = self.session().client(service, region_name=region or self.region,
                                            endpoint_url=self.endpoint_url, config=self._config())  # fmt: skip
+            if self.on_client is not None:
+                self.on_client(cached)
             with self._lock:
                 self._cache[key] = cached
         return cached
@@ -144,10 +151,15 @@ class Clients:
         # Role sessions end after an hour, and an image build or a large rollout outlasts that: botocore assumes the
         # role again shortly before the credentials expire.
         botocore_session = get_session()
+        # One loader for every assumed-role session: each would otherwise parse the service models again (about
+        # 9 MiB and 130 ms per target account; 0.4 MiB shared).
+        botocore_session.register_component("data_loader", self.session()._session.get_component("data_loader"))
         botocore_session._credentials = RefreshableCredentials.create_from_metadata(
             metadata=assume(), refresh_using=assume, method="sts-assume-role")
         client = boto3.Session(botocore_session=botocore_session).client(
             service, region_name=region, endpoint_url=self.endpoint_url, config=self._config())
+        if self.on_client is not None:
+            self.on_client(client)
         with self._lock:
             self._cache[key] = client
         return client
