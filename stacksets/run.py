@@ -22,9 +22,9 @@ CURRENT_STACKSET: ContextVar[str] = ContextVar("current_stackset", default="")
 
 @dataclass
 class Options:
-    timeout_s: float = 3600
+    timeout_s: float = 3600  # per operation (and per batch of image builds), from its start
     poll_s: float = 15
-    max_workers: int = 4
+    max_workers: int = 8  # concurrent API calls; StackSets waiting on an operation hold no worker
     state_path: Path = Path(".rstudio-fargate/state.json")
     staging_bucket: str | None = None
     prune: bool = False
@@ -41,7 +41,6 @@ class Run:
         self.on_event = on_event
         self.report = Report()
         self.started = clock()
-        self.deadline = self.started + options.timeout_s
         self.total = total
         self.done = 0
         self.lock = threading.Lock()

@@ -154,10 +154,12 @@ def test_operation_in_progress_is_waited_for_and_retried(fake: FakeAws, plan: Pl
     report = executor(fake, tmp_path, poll_s=10).deploy(plan)
 
     assert report.ok
-    calls = [kw for kw in fake.calls_for("create_stack_instances") if kw["StackSetName"] == "rstudio-central"]
+    calls = [(at, kw) for at, api, kw in fake.log
+             if api == "create_stack_instances" and kw["StackSetName"] == "rstudio-central"]  # fmt: skip
     assert len(calls) == 3
-    assert calls[0]["OperationId"] == calls[2]["OperationId"]  # the same client id: idempotent retry
-    assert 10 in fake.clock.sleeps and 20 in fake.clock.sleeps  # exponential backoff
+    assert calls[0][1]["OperationId"] == calls[2][1]["OperationId"]  # the same client id: idempotent retry
+    # exponential backoff of this StackSet's own (other StackSets' polls interleave in the walk's sleeps)
+    assert [later[0] - earlier[0] for earlier, later in zip(calls, calls[1:])] == [10, 20]
 
 
 def test_queued_operations_are_waited_for(fake: FakeAws, plan: Plan, tmp_path: Path) -> None:
@@ -195,7 +197,7 @@ def test_never_ending_operation_hits_the_time_limit(fake: FakeAws, plan: Plan, t
     bootstrap = report.results["rstudio-bootstrap"]
     assert bootstrap.state is State.FAILED and "900 s time limit" in bootstrap.message
     assert fake.clock.now == pytest.approx(900)
-    assert max(fake.clock.sleeps) == 60  # polling backs off to at most a minute
+    assert max(fake.clock.sleeps) == 30  # polling backs off to at most half a minute
     # the operation id stays in the state file for the next run to reattach
     state = json.loads((tmp_path / "state.json").read_text())
     assert state["operations"]["rstudio-bootstrap"]["action"] == "create_stack_instances"

@@ -121,12 +121,12 @@ class ImageStepActions:
         problems: list[str] = []
         failures: list[InstanceFailure] = []
         pending: dict[str, tuple[ImageBuild, float]] = {}
+        deadline, delays = self.ctx.operations.deadline(), backoff(self.run)  # one limit for the builds together
         for build in builds:
             start = self.run.clock()
             build_id = self._adopt(step, build, central) or self._start(step, build, central, outcomes, problems)
             if build_id:
                 pending[build_id] = (build, start)
-        deadline, delays = self.ctx.operations.deadline(), backoff(self.run)
         while pending:
             statuses = self.ctx.builder.poll(list(pending), central)
             for build_id in list(pending):
