@@ -1,0 +1,193 @@
+"""The rules that make a stack fail on AWS although its template is valid, each with its source, and the world-wide
+bookkeeping they need (exports, quotas, deletion refusals)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from stacksets.awsmodel.intrinsics import Template
+
+if TYPE_CHECKING:
+    from stacksets.awsmodel.engine import Registry, Resource, Stack
+    from stacksets.awsmodel.engine_run import Run
+
+USER_GUIDE = "https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/"
+RULES: list[tuple[str, str, str]] = [
+    ("order", "An EIP (Domain vpc), NAT gateway, route to an internet gateway or internet-facing ELBv2 load balancer "
+     "must depend (transitively) on the template's VPCGatewayAttachment; strict mode fails it, otherwise a warning",
+     USER_GUIDE + "aws-attribute-dependson.html (\"When a DependsOn attribute is required\"); "
+     "aws-cloudformation/aws-cloudformation-templates#75 (the race, in a maintainer's words)"),
+    ("names", "A physical name is unique per account and Region (S3 buckets per partition, IAM names per account); "
+     "a second resource with a name in use fails with the service's AlreadyExists wording",
+     "S3 user guide \"Bucket naming rules\"; IAM API CreateRole EntityAlreadyExists; Secrets Manager CreateSecret "
+     "ResourceExistsException; ECR CreateRepository RepositoryAlreadyExistsException; CloudFormation registry "
+     "handler contract (AlreadyExists)"),
+    ("retain", "DeletionPolicy Retain keeps the resource and its name on deletion and on the rollback of a failed "
+     "create; RetainExceptOnCreate deletes it on that rollback; UpdateReplacePolicy does the same for replacements",
+     USER_GUIDE + "aws-attribute-deletionpolicy.html; aws-attribute-updatereplacepolicy.html"),
+    ("deletion-protection", "An ELBv2 load balancer with deletion_protection.enabled=true cannot be deleted: "
+     "that resource ends DELETE_FAILED, the other deletions proceed, the stack ends DELETE_FAILED",
+     "Elastic Load Balancing API reference DeleteLoadBalancer (OperationNotPermitted); ELB user guide "
+     "\"Deletion protection\""),
+    ("lambda-concurrency", "Reserved concurrency of all functions in an account and Region must leave at least "
+     "min(100, quota) unreserved",
+     "https://docs.aws.amazon.com/lambda/latest/dg/configuration-concurrency.html; message as seen in "
+     "awslabs/fhir-works-on-aws-deployment#691"),
+    ("logs-policies", "At most quota(logs_resource_policies) (10) CloudWatch Logs resource policies per account and "
+     "Region: the next fails \"Resource limit exceeded.\"",
+     "CloudWatch Logs quotas (https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/cloudwatch_limits_cwl.html); "
+     "API PutResourcePolicy LimitExceededException"),
+    ("acm", "A DNS-validated certificate completes only when every name's zone is delegated",
+     "https://docs.aws.amazon.com/acm/latest/userguide/dns-validation.html"),
+    ("custom", "A custom resource whose handler answers FAILED fails with the handler's reason",
+     USER_GUIDE + "crpg-ref-responses.html"),
+    ("exports", "Fn::ImportValue needs an export in the same account and Region; an export in use cannot be "
+     "deleted or changed; export names are unique per account and Region",
+     USER_GUIDE + "using-cfn-stack-exports.html"),
+    ("rollback", "A failed create rolls back (ROLLBACK_COMPLETE); a failed update restores the previous resources "
+     "and outputs (UPDATE_ROLLBACK_COMPLETE)", USER_GUIDE + "using-cfn-describing-stacks.html (stack status codes)"),
+]
+
+DEFAULT_QUOTAS = {"lambda_concurrent_executions": 1000, "logs_resource_policies": 10}
+LAMBDA_UNRESERVED_FLOOR = 100
+ATTACHMENT = "AWS::EC2::VPCGatewayAttachment"
+
+
+def partition(region: str) -> str:
+    return "aws-cn" if region.startswith("cn-") else "aws-us-gov" if region.startswith("us-gov-") else "aws"
+
+
+def url_suffix(region: str) -> str:
+    return "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
+
+
+# --- rule "order" ------------------------------------------------------------------------------------------------
+
+def _needs_attachment(template: Template, logical_id: str, igws: set[str]) -> bool:
+    declaration = template.resources[logical_id]
+    kind, props = declaration["Type"], declaration.get("Properties") or {}
+    if kind == "AWS::EC2::EIP":
+        return props.get("Domain") == "vpc"
+    if kind == "AWS::EC2::NatGateway":
+        return props.get("ConnectivityType", "public") == "public"
+    if kind == "AWS::EC2::Route":
+        gateway = props.get("GatewayId")
+        return isinstance(gateway, dict) and gateway.get("Ref") in igws
+    if kind == "AWS::ElasticLoadBalancingV2::LoadBalancer":
+        return props.get("Scheme") != "internal"  # internet-facing is the default (ELB API CreateLoadBalancer)
+    return False
+
+
+def order_violations(template: Template, included: list[str]) -> list[str]:
+    """Resources that CloudFormation may start before the internet gateway is attached."""
+    chosen = set(included)
+    if not any(template.resources[lid]["Type"] == ATTACHMENT for lid in chosen):
+        return []
+    igws = {lid for lid in chosen if template.resources[lid]["Type"] == "AWS::EC2::InternetGateway"}
+    closure: dict[str, set[str]] = {}
+    for lid in template.order:
+        closure[lid] = set().union(*({d} | closure[d] for d in template.dependencies[lid])) if \
+            template.dependencies[lid] else set()
+    return [lid for lid in included if _needs_attachment(template, lid, igws)
+            and not any(template.resources[d]["Type"] == ATTACHMENT for d in closure[lid])]
+
+
+def order_failure(stack: Stack, resource_type: str) -> str:
+    vpc = next((r.physical_id for r in stack.resources.values() if r.resource_type == "AWS::EC2::VPC"), "vpc-?")
+    if resource_type == "AWS::ElasticLoadBalancingV2::LoadBalancer":
+        return f"VPC {vpc} has no internet gateway (Service: ElasticLoadBalancingV2; Status Code: 400; " \
+               "Error Code: InvalidSubnet)"
+    return f"Network {vpc} is not attached to any internet gateway (Service: Ec2; Status Code: 400; " \
+           "Error Code: Gateway.NotAttached)"
+
+
+# --- rules checked when a resource is created or updated ------------------------------------------------------
+
+def refusal(run: Run, logical_id: str, resource_type: str, props: dict[str, Any]) -> str | None:
+    stack, env = run.stack, run.engine.env
+    if env.strict_creation_order and logical_id in run.violations:
+        return order_failure(stack, resource_type)
+    if resource_type == "AWS::Lambda::Function" and "ReservedConcurrentExecutions" in props:
+        return _lambda_refusal(run, logical_id, int(props["ReservedConcurrentExecutions"]))
+    if resource_type == "AWS::Logs::ResourcePolicy" and logical_id not in stack.resources:
+        quota = env.quota(stack.account, "logs_resource_policies")
+        existing = [r for _, r in run.engine.registry.resources(stack.account, stack.region)
+                    if r.resource_type == resource_type]
+        if len(existing) >= quota:
+            return "Resource limit exceeded. (Service: CloudWatchLogs; Status Code: 400; " \
+                   "Error Code: LimitExceededException)"
+    if resource_type == "AWS::CertificateManager::Certificate" and props.get("ValidationMethod") == "DNS":
+        for domain in [props.get("DomainName", ""), *props.get("SubjectAlternativeNames", [])]:
+            if not env.dns_delegated(str(domain).lstrip("*.")):
+                return f"DNS validation of {domain} did not complete: ACM cannot resolve its validation CNAME " \
+                       "because the domain's zone is not delegated to the hosted zone that holds the record"
+    return None
+
+
+def _lambda_refusal(run: Run, logical_id: str, wanted: int) -> str | None:
+    stack = run.stack
+    quota = run.engine.env.quota(stack.account, "lambda_concurrent_executions")
+    reserved = sum(int(r.properties.get("ReservedConcurrentExecutions", 0))
+                   for owner, r in run.engine.registry.resources(stack.account, stack.region)
+                   if r.resource_type == "AWS::Lambda::Function"
+                   and not (owner == stack.stack_id and r.logical_id == logical_id))
+    floor = min(LAMBDA_UNRESERVED_FLOOR, quota)
+    if quota - reserved - wanted < floor:
+        return "Specified ReservedConcurrentExecutions for function decreases account's " \
+               f"UnreservedConcurrentExecution below its minimum value of [{floor}]."
+    return None
+
+
+def delete_refusal(resource: Resource) -> str | None:
+    if resource.resource_type != "AWS::ElasticLoadBalancingV2::LoadBalancer":
+        return None
+    for attribute in resource.properties.get("LoadBalancerAttributes", []):
+        if attribute.get("Key") == "deletion_protection.enabled" and str(attribute.get("Value")).lower() == "true":
+            return f"Load balancer '{resource.physical_id}' cannot be deleted because deletion protection is " \
+                   "enabled (Service: ElasticLoadBalancingV2; Status Code: 400; Error Code: OperationNotPermitted)"
+    return None
+
+
+def refuse_type_changes(stack: Stack, template: Template) -> None:
+    from stacksets.awsmodel.engine import StackRefused
+
+    changed = sorted(lid for lid, r in stack.resources.items()
+                     if lid in template.resources and template.resources[lid]["Type"] != r.resource_type)
+    if changed:
+        raise StackRefused("ValidationError", "Update of resource type is not permitted. The new template modifies "
+                           f"resource type of the following resources: [{', '.join(changed)}]")
+
+
+# --- rule "exports" ----------------------------------------------------------------------------------------------
+
+def _importers(registry: Registry, stack: Stack, name: str) -> list[str]:
+    ids = registry.imports.get((stack.account, stack.region, name), set())
+    return sorted(registry.stacks[i].name for i in ids if i in registry.stacks and i != stack.stack_id)
+
+
+def exports_in_use(registry: Registry, stack: Stack, keep: dict[str, str] | None = None) -> str:
+    """Why these exports cannot go away or change (empty when they can); `keep` is what an update leaves."""
+    for name, value in sorted(stack.exports.items()):
+        if keep is not None and keep.get(name) == value:
+            continue
+        users = _importers(registry, stack, name)
+        if users:
+            verb = "deleted" if keep is None or name not in keep else "updated"
+            return f"Export {name} cannot be {verb} as it is in use by {', '.join(users)}"
+    return ""
+
+
+def withdraw_exports(registry: Registry, stack: Stack) -> None:
+    for name in stack.exports:
+        if registry.exports.get((stack.account, stack.region, name), ("", ""))[1] == stack.stack_id:
+            del registry.exports[(stack.account, stack.region, name)]
+    for importers in registry.imports.values():
+        importers.discard(stack.stack_id)
+
+
+def republish_exports(registry: Registry, stack: Stack) -> None:
+    for key, (_, owner) in list(registry.exports.items()):
+        if owner == stack.stack_id:
+            del registry.exports[key]
+    for name, value in stack.exports.items():
+        registry.exports[(stack.account, stack.region, name)] = (value, stack.stack_id)
