@@ -89,10 +89,9 @@ class Clients:
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def _config(self) -> BotoConfig:
-        # botocore's adaptive mode backs off exponentially with jitter on throttling; moto answers bugs with HTTP
-        # 500, which must not be retried for seconds, so the sandbox gets one attempt.
-        attempts = 1 if self.endpoint_url else self.max_attempts
-        return BotoConfig(retries={"max_attempts": attempts, "mode": "adaptive" if attempts > 1 else "standard"})
+        # One retry layer: the executor's (stacksets/calls.py), which sleeps on the injected clock. botocore retrying
+        # inside it as well multiplied the attempts (8 x 8) and hid its sleeps from simulated time.
+        return BotoConfig(retries={"total_max_attempts": 1, "mode": "standard"})
 
     def session(self) -> Any:
         with self._lock:

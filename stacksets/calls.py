@@ -1,10 +1,24 @@
-"""Every AWS call the executor makes: counted per API and per StackSet, throttling retried, credentials explained."""
+"""Every AWS call the executor makes: counted per API and per StackSet, transient errors retried, credentials
+explained.
+
+This is the only retry layer: botocore makes exactly one attempt (`Clients._config`), so every attempt is counted
+here and every backoff sleeps on the injected clock. Retries are bounded by the backoff time spent on one call, not
+by a count, so a long burst of throttling is ridden out as long as it ends within RETRY_BUDGET_S.
+"""
 
 from __future__ import annotations
 
+import itertools
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError, NoCredentialsError, TokenRetrievalError
+from botocore.exceptions import (
+    ClientError,
+    ConnectionClosedError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    ReadTimeoutError,
+    TokenRetrievalError,
+)
 from botocore.parsers import ResponseParserError
 
 from stacksets.aws import CREDENTIAL_ERRORS, AwsError, explain
@@ -18,9 +32,13 @@ MUTATING = {"create_stack_set", "update_stack_set", "delete_stack_set", "create_
             "update_stack_instances", "delete_stack_instances", "detect_stack_set_drift", "create_bucket",
             "put_public_access_block", "put_bucket_encryption", "put_object", "start_build",
             "put_image"}  # fmt: skip
-THROTTLE_ATTEMPTS = 8
-THROTTLE_BASE_S = 1.0
-THROTTLE_CAP_S = 20.0
+# HTTP 5xx answers AWS documents as retryable (botocore's own standard retry mode treats these codes as transient)
+SERVER_ERRORS = {"InternalFailure", "ServiceUnavailable", "InternalError"}
+TRANSIENT = THROTTLING | SERVER_ERRORS
+CONNECTION_ERRORS = (EndpointConnectionError, ConnectionClosedError, ReadTimeoutError)
+RETRY_BASE_S = 1.0
+RETRY_CAP_S = 20.0
+RETRY_BUDGET_S = 600.0  # backoff one call may spend before its error is final
 
 
 class CredentialsError(AwsError):
@@ -33,6 +51,8 @@ def error_code(error: Exception) -> str:
 
 def not_implemented(error: Exception) -> bool:
     """moto answers unimplemented actions with HTTP 500 (botocore cannot parse the HTML page)."""
+    if isinstance(error, RetriesExhausted):  # a 500 is transient on AWS, so it is only given up on after retries
+        return not_implemented(error.last)
     if isinstance(error, ResponseParserError):
         return True
     if isinstance(error, ClientError):
@@ -41,9 +61,18 @@ def not_implemented(error: Exception) -> bool:
     return False
 
 
+class RetriesExhausted(AwsError):
+    """A call that kept failing with transient errors for the whole retry budget; `last` is the final error."""
+
+    def __init__(self, message: str, last: Exception) -> None:
+        super().__init__(message)
+        self.last = last
+
+
 def call(run: Run, client: Any, api: str, **kwargs: Any) -> Any:
-    """One AWS call: throttling retried with exponential backoff and jitter, credential errors explained."""
-    for attempt in range(THROTTLE_ATTEMPTS):
+    """One AWS call: transient errors retried with full-jitter exponential backoff, credential errors explained."""
+    spent = 0.0
+    for attempt in itertools.count():
         run.count(api, mutating=api in MUTATING)
         try:
             return getattr(client, api)(**kwargs)
@@ -53,10 +82,25 @@ def call(run: Run, client: Any, api: str, **kwargs: Any) -> Any:
             code = error_code(error)
             if code in CREDENTIAL_ERRORS:
                 raise CredentialsError(str(explain(error))) from None
-            if code not in THROTTLING or attempt == THROTTLE_ATTEMPTS - 1:
+            if code not in TRANSIENT:
                 raise
-            run.sleep(min(THROTTLE_CAP_S, THROTTLE_BASE_S * 2**attempt) * (0.5 + run.random() / 2))
+            last: Exception = error
+        except CONNECTION_ERRORS as error:
+            last = error
+        if spent >= RETRY_BUDGET_S:
+            raise RetriesExhausted(_exhausted(api, last, attempt + 1, spent), last) from None
+        # full jitter (AWS Architecture Blog, "Exponential Backoff And Jitter"): uniform in [0, capped exponential]
+        pause = min(RETRY_BUDGET_S - spent, run.random() * min(RETRY_CAP_S, RETRY_BASE_S * 2**attempt))
+        run.sleep(pause)
+        spent += pause
     raise AssertionError("unreachable")
+
+
+def _exhausted(api: str, error: Exception, attempts: int, spent: float) -> str:
+    code = error_code(error)
+    why = "throttled" if code in THROTTLING else f"failed with {code}" if code else f"could not connect ({error})"
+    return (f"{api} was {why} on all {attempts} attempts over {spent:.0f} s of backoff: AWS is overloaded or "
+            "unreachable; re-run later (operations already started keep running and are picked up again)")
 
 
 def pages(run: Run, client: Any, api: str, key: str, **kwargs: Any) -> list[Any]:

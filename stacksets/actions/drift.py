@@ -6,7 +6,7 @@ from botocore.exceptions import ClientError
 from botocore.parsers import ResponseParserError
 
 from stacksets.actions.context import Context, Steps
-from stacksets.calls import not_implemented
+from stacksets.calls import RetriesExhausted, not_implemented
 from stacksets.plan import Node
 from stacksets.results import DriftedInstance, State
 
@@ -20,7 +20,7 @@ def detect_drift(ctx: Context, node: Node) -> Steps[State]:
     try:
         yield from ctx.operations.perform(api, "detect_stack_set_drift",
                                           OperationPreferences=node.operation_preferences)  # fmt: skip
-    except (ClientError, ResponseParserError) as error:
+    except (ClientError, ResponseParserError, RetriesExhausted) as error:
         if not not_implemented(error):
             raise
         result.message = "drift detection is unavailable here (the API is not implemented)"
