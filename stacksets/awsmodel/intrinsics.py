@@ -87,9 +87,12 @@ def _build(key: str, body: str) -> Template:
     dependencies = {lid: frozenset(_references(lid, res, resources, parameters)) for lid, res in resources.items()}
     for lid, output in (data.get("Outputs") or {}).items():
         _references(lid, [output.get("Value"), output.get("Export")], resources, parameters)
-    return Template(key, parameters, data.get("Conditions") or {}, data.get("Mappings") or {}, resources,
+    template = Template(key, parameters, data.get("Conditions") or {}, data.get("Mappings") or {}, resources,
                     data.get("Outputs") or {}, dependencies, _topological(resources, dependencies),
                     frozenset(_literal_imports(resources)))
+    for resource in resources.values():  # only once the template is kept for good (see _STATIC)
+        _is_static(resource.get("Properties") or {})
+    return template
 
 
 def _literal_imports(node: Any) -> set[str]:
@@ -265,7 +268,27 @@ def _no_import(name: str) -> str:
     raise TemplateError("Template error: Conditions cannot use Fn::ImportValue")
 
 
+# Template subtrees without intrinsics, by id: they are returned as they are, never copied. Safe because parsed
+# templates live in _PARSED for the life of the process (ids are never reused) and nobody mutates them.
+_STATIC: dict[int, bool] = {}
+
+
+def _is_static(node: Any) -> bool:
+    known = _STATIC.get(id(node))
+    if known is None:
+        if isinstance(node, dict):
+            known = not (len(node) == 1 and next(iter(node)) in _FUNCTIONS) and all(map(_is_static, node.values()))
+        elif isinstance(node, list):
+            known = all(map(_is_static, node))
+        else:
+            return True
+        _STATIC[id(node)] = known
+    return known
+
+
 def evaluate(node: Any, scope: Scope) -> Any:
+    if id(node) in _STATIC and _STATIC[id(node)]:
+        return node
     if isinstance(node, list):
         values = [evaluate(item, scope) for item in node]
         return [v for v in values if v is not NO_VALUE]
