@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
@@ -133,8 +135,8 @@ def _plan(args: argparse.Namespace, cfg: Config) -> Any:
 
 
 def _image_plan(args: argparse.Namespace, cfg: Config) -> Any:
-    """The image step alone (narrowed by --only); in the sandbox with what it needs, because each sandbox starts as
-    an empty AWS without the central account's repositories and bucket."""
+    """The image step alone (narrowed by --only); in a sandbox that has no rstudio-central yet, with the StackSets
+    that create the repositories, the bucket and the build project."""
     from dataclasses import replace
 
     from stacksets.plan import Plan, PlanError, build_plan
@@ -172,16 +174,13 @@ def _refuse_stale(args: argparse.Namespace, cfg: Config) -> None:
 
 
 def _builder(args: argparse.Namespace) -> Any:
-    """Who turns a missing image into one in ECR: CodeBuild, this machine's docker (--local), or the sandbox's
-    simulation."""
-    from stacksets.builders import BuilderError, CodeBuild, LocalDocker, Simulated
+    """Who turns a missing image into one in ECR: CodeBuild (the sandbox's too), or this machine's docker."""
+    from stacksets.builders import BuilderError, CodeBuild, LocalDocker
 
     local = getattr(args, "local", False)
     if args.sandbox and local:
-        raise ConfigError("--local pushes to the central account's registry, which the sandbox does not have: "
-                          "leave out --local or --sandbox")  # fmt: skip
-    if args.sandbox:
-        return Simulated()
+        raise ConfigError("--local pushes to the central account's registry with this machine's docker, which the "
+                          "sandbox cannot receive: leave out --local or --sandbox")  # fmt: skip
     if local:
         try:
             return LocalDocker()
@@ -190,40 +189,48 @@ def _builder(args: argparse.Namespace) -> Any:
     return CodeBuild()
 
 
+@dataclass
+class Aws:
+    """Where a command's AWS calls go: the admin account's clients and the clock their operations are timed by
+    (simulated in the sandbox), and the file recording operations in flight."""
+
+    clients: Any
+    state: Path
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
+    sandbox: Any = None
+
+
 @contextmanager
-def _aws(args: argparse.Namespace, cfg: Config, plan: Any) -> Iterator[tuple[Any, Any, Any]]:
-    """(clients, plan, id map) for real AWS (no map), or for the embedded moto sandbox with the plan remapped to its
-    account ids."""
-    from stacksets.aws import Clients
-
+def _aws(args: argparse.Namespace, cfg: Config) -> Iterator[Aws]:
     if not args.sandbox:
-        yield _admin_clients(args, cfg), plan, None
+        if args.scenario:
+            raise ConfigError("--scenario shapes a rehearsal: it needs --sandbox")
+        yield Aws(_admin_clients(args, cfg), Path(args.state))
         return
-    from stacksets.sandbox import Sandbox, remap_plan
+    from stacksets.sandbox import Sandbox
 
-    with Sandbox(region=cfg.default_region) as sandbox:
-        sandbox.reset()  # an empty AWS every time, even when called twice in one process (tests)
-        id_map = sandbox.setup_organization(cfg)
-        print(f"sandbox: embedded AWS at {sandbox.endpoint_url}; config account -> sandbox account:", file=sys.stderr)
-        for config_id, sandbox_id in sorted(id_map.accounts.items()):
-            print(f"  {config_id} -> {sandbox_id}", file=sys.stderr)
-        clients = Clients(cfg.default_region, endpoint_url=sandbox.endpoint_url)
-        yield clients, remap_plan(plan, id_map), id_map
+    state_dir = None if args.sandbox_state == "none" else Path(args.sandbox_state)
+    with Sandbox(cfg, Path(args.scenario) if args.scenario else None, state_dir) as sandbox:
+        where = f"kept in {state_dir}/" if state_dir else "not kept (--sandbox-state none)"
+        resumed = "resumed" if sandbox.resumed else "new"
+        print(f"sandbox: {resumed} rehearsal AWS ({args.scenario or 'default scenario'}), {where}; simulated time",
+              file=sys.stderr)  # fmt: skip
+        state = sandbox.operations_file or Path(args.state).with_name("sandbox-operations.json")
+        if sandbox.operations_file is None:
+            state.unlink(missing_ok=True)  # an unkept rehearsal starts empty: nothing of an earlier one is in flight
+        yield Aws(sandbox.clients(), state, sandbox.clock, sandbox.clock.sleep, sandbox)
 
 
-def _executor(args: argparse.Namespace, clients: Any, plan: Any, live: bool = True) -> Any:
+def _executor(args: argparse.Namespace, aws: Aws, plan: Any, live: bool = True) -> Any:
     from stacksets.executor import Executor, Options
     from stacksets.progress import Progress
 
-    state = Path(args.state)
-    if args.sandbox:
-        # Every sandbox starts as an empty AWS, so no operation of an earlier (interrupted) rehearsal is in flight.
-        state = state.with_name("sandbox-state.json")
-        state.unlink(missing_ok=True)
-    options = Options(timeout_s=args.timeout, max_workers=args.workers, state_path=state,
+    options = Options(timeout_s=args.timeout, max_workers=args.workers, state_path=aws.state,
                       prune=getattr(args, "prune", False))  # fmt: skip
     progress = Progress(plan.order(), stream=sys.stderr) if live else (lambda event: None)
-    return Executor(clients, options=options, on_event=progress, builder=_builder(args))
+    return Executor(aws.clients, options=options, clock=aws.clock, sleep=aws.sleep, on_event=progress,
+                    builder=_builder(args))  # fmt: skip
 
 
 def _confirm(args: argparse.Namespace, question: str) -> bool:
@@ -242,57 +249,42 @@ def _write_timeline(args: argparse.Namespace, report: Any) -> None:
         print(f"timeline written to {args.timeline}", file=sys.stderr)
 
 
-def _run(function: Callable[[], int]) -> int:
-    from stacksets.aws import AwsError
-
-    try:
-        return function()
-    except AwsError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_USAGE
-
-
 def cmd_plan(args: argparse.Namespace, cfg: Config) -> int:
     """Compare the committed templates with what is deployed: per StackSet what would change, in dependency waves."""
     from stacksets.report import plan_json, plan_text
 
-    def run() -> int:
-        with _aws(args, cfg, _plan(args, cfg)) as (clients, plan, _):
-            diffs = _executor(args, clients, plan, live=False).diff(plan)
-            sys.stdout.write(plan_json(plan, diffs) if args.json else plan_text(plan, diffs))
-        return EXIT_OK
-
-    return _run(run)
+    plan = _plan(args, cfg)
+    with _aws(args, cfg) as aws:
+        diffs = _executor(args, aws, plan, live=False).diff(plan)
+    sys.stdout.write(plan_json(plan, diffs) if args.json else plan_text(plan, diffs))
+    return EXIT_OK
 
 
 def cmd_deploy(args: argparse.Namespace, cfg: Config) -> int:
     """Roll the committed templates out as StackSets, independent ones in parallel, touching only what changed."""
     from stacksets.report import plan_text, status_table, summary_table
 
-    def run() -> int:
-        plan = _plan(args, cfg)
-        _refuse_stale(args, cfg)
-        with _aws(args, cfg, plan) as (clients, plan, _):
-            executor = _executor(args, clients, plan)
-            diffs = executor.diff(plan)
-            sys.stdout.write(plan_text(plan, diffs))
-            if not any(diff.changed for diff in diffs):
-                print("nothing to change")
-                return EXIT_OK
-            if not _confirm(args, "deploy these changes"):
-                print("nothing deployed")
-                return EXIT_FAILED
-            report = executor.deploy(plan)
-            sys.stdout.write(summary_table(report))
-            _write_timeline(args, report)
-            if not report.ok:
-                return EXIT_FAILED
-            sys.stdout.write(status_table(executor.status(plan)))
-            if args.sandbox:
-                return _rerun(executor, plan)
+    plan = _plan(args, cfg)
+    _refuse_stale(args, cfg)
+    with _aws(args, cfg) as aws:
+        executor = _executor(args, aws, plan)
+        diffs = executor.diff(plan)
+        sys.stdout.write(plan_text(plan, diffs))
+        if not any(diff.changed for diff in diffs):
+            print("nothing to change")
             return EXIT_OK
-
-    return _run(run)
+        if not _confirm(args, "deploy these changes"):
+            print("nothing deployed")
+            return EXIT_FAILED
+        report = executor.deploy(plan)
+        sys.stdout.write(summary_table(report))
+        _write_timeline(args, report)
+        if not report.ok:
+            return EXIT_FAILED
+        sys.stdout.write(status_table(executor.status(plan)))
+        if args.sandbox:
+            return _rerun(executor, plan)
+        return EXIT_OK
 
 
 def _rerun(executor: Any, plan: Any) -> int:
@@ -310,43 +302,37 @@ def cmd_status(args: argparse.Namespace, cfg: Config) -> int:
     """Show every StackSet and stack instance with its status and last drift status."""
     from stacksets.report import status_table
 
-    def run() -> int:
-        with _aws(args, cfg, _plan(args, cfg)) as (clients, plan, _):
-            sys.stdout.write(status_table(_executor(args, clients, plan, live=False).status(plan)))
-        return EXIT_OK
-
-    return _run(run)
+    plan = _plan(args, cfg)
+    with _aws(args, cfg) as aws:
+        sys.stdout.write(status_table(_executor(args, aws, plan, live=False).status(plan)))
+    return EXIT_OK
 
 
 def cmd_drift(args: argparse.Namespace, cfg: Config) -> int:
     """Run StackSet drift detection and list drifted instances and resources (exit 1 when anything drifted)."""
     from stacksets.report import summary_table
 
-    def run() -> int:
-        with _aws(args, cfg, _plan(args, cfg)) as (clients, plan, _):
-            report = _executor(args, clients, plan.without_images()).drift(plan)
-            sys.stdout.write(summary_table(report))
-        return EXIT_FAILED if report.drifted or not report.ok else EXIT_OK
-
-    return _run(run)
+    plan = _plan(args, cfg)
+    with _aws(args, cfg) as aws:
+        report = _executor(args, aws, plan.without_images()).drift(plan)
+    sys.stdout.write(summary_table(report))
+    return EXIT_FAILED if report.drifted or not report.ok else EXIT_OK
 
 
 def cmd_destroy(args: argparse.Namespace, cfg: Config) -> int:
     """Delete the StackSets in reverse dependency order, instances before sets; retained data is named, not deleted."""
     from stacksets.report import retained_text, summary_table
 
-    def run() -> int:
-        with _aws(args, cfg, _plan(args, cfg)) as (clients, plan, _):
-            names = ", ".join(plan.reversed().order())
-            if not _confirm(args, f"destroy {names}"):
-                print("nothing destroyed")
-                return EXIT_FAILED
-            report = _executor(args, clients, plan.without_images()).destroy(plan)
-            sys.stdout.write(summary_table(report) + retained_text(report))
-            _write_timeline(args, report)
-            return EXIT_OK if report.ok else EXIT_FAILED
-
-    return _run(run)
+    plan = _plan(args, cfg)
+    with _aws(args, cfg) as aws:
+        names = ", ".join(plan.reversed().order())
+        if not _confirm(args, f"destroy {names}"):
+            print("nothing destroyed")
+            return EXIT_FAILED
+        report = _executor(args, aws, plan.without_images()).destroy(plan)
+    sys.stdout.write(summary_table(report) + retained_text(report))
+    _write_timeline(args, report)
+    return EXIT_OK if report.ok else EXIT_FAILED
 
 
 def cmd_images(args: argparse.Namespace, cfg: Config) -> int:
@@ -354,44 +340,39 @@ def cmd_images(args: argparse.Namespace, cfg: Config) -> int:
     from stacksets.executor import ImageDiff
     from stacksets.report import images_plan_text, summary_table
 
-    def run() -> int:
-        plan = _image_plan(args, cfg)
-        _refuse_stale(args, cfg)
-        with _aws(args, cfg, plan) as (clients, plan, _):
-            executor = _executor(args, clients, plan)
-            [diff] = [diff for diff in executor.diff(plan) if isinstance(diff, ImageDiff)]
-            sys.stdout.write(images_plan_text(diff))
-            if not diff.missing:
-                return EXIT_OK
-            if args.sandbox:
-                print(f"sandbox: it starts empty, so {', '.join(plan.nodes)} are deployed first", file=sys.stderr)
-            if not _confirm(args, f"build and push {', '.join(image for image, _ in diff.missing)}"):
-                print("nothing built")
-                return EXIT_FAILED
-            report = executor.deploy(plan)
-            sys.stdout.write(summary_table(report))
-            _write_timeline(args, report)
-            return EXIT_OK if report.ok else EXIT_FAILED
-
-    return _run(run)
+    plan = _image_plan(args, cfg)
+    _refuse_stale(args, cfg)
+    with _aws(args, cfg) as aws:
+        executor = _executor(args, aws, plan)
+        [diff] = [diff for diff in executor.diff(plan) if isinstance(diff, ImageDiff)]
+        sys.stdout.write(images_plan_text(diff))
+        if not diff.missing:
+            return EXIT_OK
+        if args.sandbox and plan.nodes:
+            print(f"sandbox: deploying {', '.join(plan.nodes)} first, where the builds run", file=sys.stderr)
+        if not _confirm(args, f"build and push {', '.join(image for image, _ in diff.missing)}"):
+            print("nothing built")
+            return EXIT_FAILED
+        report = executor.deploy(plan)
+    sys.stdout.write(summary_table(report))
+    _write_timeline(args, report)
+    return EXIT_OK if report.ok else EXIT_FAILED
 
 
 def cmd_preflight(args: argparse.Namespace, cfg: Config) -> int:
     """Check what a deploy needs outside CloudFormation: SES identities for the welcome e-mails are verified."""
     from stacksets.preflight import check_ses, ses_identities
 
-    def run() -> int:
-        if not ses_identities(cfg):
-            print("no instance sends welcome e-mails: nothing to check")
-            return EXIT_OK
-        with _aws(args, cfg, _plan(args, cfg)) as (clients, _, id_map):
-            problems = check_ses(clients, cfg, id_map)
-        for problem in problems:
-            print(problem)
-        print(f"preflight: {len(problems)} problem(s)")
-        return EXIT_FAILED if problems else EXIT_OK
-
-    return _run(run)
+    if not ses_identities(cfg):
+        print("no instance sends welcome e-mails: nothing to check")
+        return EXIT_OK
+    _plan(args, cfg)
+    with _aws(args, cfg) as aws:
+        problems = check_ses(aws.clients, cfg)
+    for problem in problems:
+        print(problem)
+    print(f"preflight: {len(problems)} problem(s)")
+    return EXIT_FAILED if problems else EXIT_OK
 
 
 def cmd_graph(args: argparse.Namespace, cfg: Config) -> int:
@@ -444,7 +425,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     aws = argparse.ArgumentParser(add_help=False)
     aws.add_argument("--sandbox", action="store_true",
-                     help="run against an embedded moto AWS on 127.0.0.1 (rehearsal; nothing leaves this machine)")
+                     help="rehearse against a model of AWS on this machine, in simulated time (nothing leaves it)")
+    aws.add_argument("--scenario", metavar="FILE",
+                     help="with --sandbox: shape the rehearsal organization and inject faults "
+                          "(examples/scenarios/)")  # fmt: skip
+    aws.add_argument("--sandbox-state", default=".rstudio-fargate/sandbox", metavar="DIR",
+                     help="with --sandbox: keep the rehearsal AWS here between commands; 'none' starts empty and "
+                          "keeps nothing (default: %(default)s)")  # fmt: skip
     aws.add_argument("--profile", help="AWS profile of the admin account (default: the usual AWS credential chain)")
     aws.add_argument("--state", default=".rstudio-fargate/state.json", metavar="PATH",
                      help="where operations in flight are recorded, so an interrupted run resumes them")

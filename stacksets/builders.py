@@ -9,9 +9,7 @@ image and says how the builds it started are doing. Every AWS call goes through 
 from __future__ import annotations
 
 import base64
-import hashlib
 import io
-import json
 import shutil
 import subprocess
 import tempfile
@@ -31,7 +29,6 @@ from stacksets.plan import ImageBuild
 PLATFORM = "linux/amd64"
 LOG_LINES = 20
 FAILED_PHASE_STATES = {"FAILED", "FAULT", "TIMED_OUT", "STOPPED", "CLIENT_ERROR"}
-MANIFEST_MEDIA_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
 
 
 class BuilderError(UserError):
@@ -210,34 +207,3 @@ class LocalDocker:
 
     def _redact(self, text: str) -> str:
         return text.replace(self._password, "****") if self._password else text
-
-
-class Simulated:
-    """The sandbox's build: moto has no CodeBuild project for what CloudFormation created, and no registry to push
-    to. The context is uploaded as for CodeBuild, then a manifest derived from it is put under the tag, so ECR holds
-    the tag afterwards and a second run finds nothing to build."""
-
-    outcome = "simulated"
-
-    def start(self, build: ImageBuild, central: Central) -> str:
-        upload_context(build, central)
-        central.call("ecr", "put_image", repositoryName=build.image, imageTag=build.tag,
-                     imageManifest=simulated_manifest(build.archive()),
-                     imageManifestMediaType=MANIFEST_MEDIA_TYPE)  # fmt: skip
-        return f"simulated:{build.image}:{build.tag}"
-
-    def poll(self, build_ids: list[str], central: Central) -> dict[str, BuildStatus]:
-        return {build_id: BuildStatus(True, True) for build_id in build_ids if build_id.startswith("simulated:")}
-
-
-def simulated_manifest(archive: bytes) -> str:
-    """A minimal Docker schema 2 manifest whose config and single layer are the build context itself."""
-    digest = "sha256:" + hashlib.sha256(archive).hexdigest()
-    blob = {"size": len(archive), "digest": digest}
-    manifest = {
-        "schemaVersion": 2,
-        "mediaType": MANIFEST_MEDIA_TYPE,
-        "config": {"mediaType": "application/vnd.docker.container.image.v1+json", **blob},
-        "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", **blob}],
-    }
-    return json.dumps(manifest, sort_keys=True)

@@ -265,8 +265,8 @@ def _template(templates_dir: Path, stackset: str) -> tuple[str, str, str]:
 # Every command builds the plan, and PyYAML's pure-Python loader needs most of a second for the committed templates;
 # the same text always gives the same answer, so a repeated plan (tests, the sandbox) parses nothing twice.
 @functools.lru_cache(maxsize=64)
-def _cloudformation_problem(body: str) -> str:
-    """Why CloudFormation would refuse the template text, as ":LINE: reason" or ": reason"; "" when it would not.
+def _read_template(body: str) -> tuple[str, dict]:
+    """(why CloudFormation would refuse the text, as ":LINE: reason" or ": reason", or ""; the template's data).
 
     Without this a broken file is only found at its stack instance, after the StackSets before it are written."""
     try:
@@ -274,13 +274,32 @@ def _cloudformation_problem(body: str) -> str:
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
         reason = " ".join(str(getattr(error, "problem", None) or error).split())
-        return f"{f':{mark.line + 1}' if mark else ''}: not valid CloudFormation YAML ({reason})"
+        return f"{f':{mark.line + 1}' if mark else ''}: not valid CloudFormation YAML ({reason})", {}
     except (ValueError, AttributeError):  # how cfn_tools' !GetAtt constructor fails on a mapping or a nested tag
-        return ": not valid CloudFormation YAML (a !GetAtt takes 'Resource.Attribute' or [Resource, Attribute])"
+        return ": not valid CloudFormation YAML (a !GetAtt takes 'Resource.Attribute' or [Resource, Attribute])", {}
     resources = template.get("Resources") if isinstance(template, dict) else None
     if not isinstance(resources, dict) or not resources:
-        return ": not a CloudFormation template: the top level has no `Resources` mapping with at least one resource"
-    return ""
+        return (": not a CloudFormation template: the top level has no `Resources` mapping with at least one "
+                "resource"), {}  # fmt: skip
+    return "", template
+
+
+def _cloudformation_problem(body: str) -> str:
+    return _read_template(body)[0]
+
+
+@dataclass(frozen=True)
+class DeclaredParameter:
+    default: str | None
+    no_echo: bool
+
+
+def declared_parameters(body: str) -> dict[str, DeclaredParameter]:
+    """The template's parameters with their defaults (as DescribeStackSet reports them) and NoEcho flags."""
+    declared = _read_template(body)[1].get("Parameters") or {}
+    return {key: DeclaredParameter(None if "Default" not in spec else str(spec["Default"]),
+                                   str(spec.get("NoEcho", "")).lower() == "true")
+            for key, spec in declared.items()}  # fmt: skip
 
 
 def _targets(cfg: Config, accounts: Iterable[str], regions: Iterable[str]) -> Targets:

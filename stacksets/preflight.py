@@ -12,19 +12,13 @@ ses:GetIdentityVerificationAttributes for exactly this).
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any
 
 from stacksets.aws import explain
 from stacksets.config import Config
 
 # GetIdentityVerificationAttributes accepts at most 100 identities per call.
 BATCH = 100
-
-
-class AccountMap(Protocol):
-    """stacksets.sandbox.IdMap: config account id -> the account id the sandbox really uses."""
-
-    def account(self, config_id: str) -> str: ...
 
 
 def _roles(cfg: Config) -> dict[tuple[str, str, str], list[str]]:
@@ -60,7 +54,7 @@ def _verified(client: Any, addresses: list[str]) -> set[str]:
     return {a for a in addresses if "Success" in (status.get(a), status.get(_domain(a)))}
 
 
-def check_ses(clients: Any, cfg: Config, id_map: AccountMap | None = None) -> list[str]:
+def check_ses(clients: Any, cfg: Config) -> list[str]:
     """Problems that would stop a welcome e-mail, one line each; empty when SES is ready everywhere."""
     roles = _roles(cfg)
     by_place: dict[tuple[str, str], list[str]] = {}
@@ -68,9 +62,8 @@ def check_ses(clients: Any, cfg: Config, id_map: AccountMap | None = None) -> li
         by_place.setdefault((account, region), []).append(address)
     problems = []
     for (account, region), addresses in sorted(by_place.items()):
-        real_account = id_map.account(account) if id_map else account
         try:
-            verified = _verified(clients.reader(real_account, region, "ses"), addresses)
+            verified = _verified(clients.reader(account, region, "ses"), addresses)
         except Exception as error:  # noqa: BLE001 - reported as a problem; the other accounts are still checked
             reason = str(explain(error))
             if "AccessDenied" in reason:

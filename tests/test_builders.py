@@ -3,7 +3,6 @@ and the sandbox's simulated manifest. CodeBuild's side is in tests/test_executor
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 from pathlib import Path
@@ -11,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from stacksets.builders import BuilderError, LocalDocker, simulated_manifest
+from stacksets.builders import BuilderError, LocalDocker
 from stacksets.config import Config
 from stacksets.executor import Executor, Options, State
 from stacksets.plan import Plan, build_plan
@@ -152,14 +151,3 @@ def test_without_docker_on_path_the_error_says_what_to_do(tmp_path, monkeypatch)
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(BuilderError, match="`docker` is not on PATH: install Docker .* leave out --local"):
         LocalDocker()
-
-
-def test_the_simulated_manifest_is_derived_from_the_context(plan):
-    archive = plan.images.images[0].archive()
-    manifest = json.loads(simulated_manifest(archive))
-    digest = "sha256:" + hashlib.sha256(archive).hexdigest()
-    assert manifest["schemaVersion"] == 2
-    assert manifest["mediaType"] == "application/vnd.docker.distribution.manifest.v2+json"
-    assert manifest["config"]["digest"] == digest and manifest["config"]["size"] == len(archive)
-    assert [layer["digest"] for layer in manifest["layers"]] == [digest]
-    assert simulated_manifest(plan.images.images[1].archive()) != simulated_manifest(archive)

@@ -14,7 +14,8 @@ from tests.conftest import EXAMPLE_CONFIG, ROOT, TEMPLATES
 
 
 @pytest.fixture
-def workdir(tmp_path: Path) -> Path:
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)  # the sandbox keeps its rehearsal under .rstudio-fargate/ here, not in the checkout
     shutil.copy(EXAMPLE_CONFIG, tmp_path / "config.yaml")
     shutil.copytree(TEMPLATES, tmp_path / "templates")
     shutil.copytree(ROOT / "container", tmp_path / "container")
@@ -136,8 +137,7 @@ def test_deploy_refuses_to_run_unconfirmed_without_a_terminal(workdir, capsys, m
     assert "pass --yes" in capsys.readouterr().err
 
 
-def test_sandbox_plan_then_deploy_end_to_end(workdir, capsys, monkeypatch):
-    monkeypatch.chdir(workdir)
+def test_sandbox_plan_then_deploy_end_to_end(workdir, capsys):
     assert run("plan", "--sandbox", "--json", *paths(workdir)) == 0
     planned = json.loads(capsys.readouterr().out)
     assert len(planned["stacksets"]) == 10 and all(item["changed"] for item in planned["stacksets"])
@@ -147,17 +147,22 @@ def test_sandbox_plan_then_deploy_end_to_end(workdir, capsys, monkeypatch):
     out = capsys.readouterr().out
     assert "10 of 10 StackSets change, 3 image(s) to build" in out and "\nok in " in out
     assert "  ~ rstudio-images: build rstudio ctx-" in out
-    assert "rstudio-images               SUCCEEDED  simulated rstudio, shiny, bastion (sandbox: " in out
+    assert "rstudio-images               SUCCEEDED  built rstudio, shiny, bastion" in out
     assert "sandbox re-run of the same plan: 0 create/update/delete call(s)" in out
     assert out.count("CURRENT") >= 10  # the final status table: every instance current
     assert json.loads((workdir / "timeline.json").read_text())["operations"]
 
 
 def test_preflight_names_unverified_ses_identities_in_the_sandbox(workdir, capsys):
-    assert run("preflight", "--sandbox", *paths(workdir)) == 1
+    unverified = ["--scenario", str(ROOT / "examples" / "scenarios" / "unverified-email.yaml")]
+    assert run("preflight", "--sandbox", *unverified, *paths(workdir)) == 1
+    assert "cannot assume arn:aws:iam::666666666666:role/rstudio-deploy-reader" in capsys.readouterr().out
+    assert run("deploy", "--sandbox", "--yes", "--only", "rstudio-bootstrap", *unverified, *paths(workdir)) == 0
+    capsys.readouterr()
+    assert run("preflight", "--sandbox", *unverified, *paths(workdir)) == 1
     out = capsys.readouterr().out
-    assert "rstudio-admin@example.com (instances.prod.welcome_email.sender) is not a verified SES identity" in out
-    assert "preflight: 4 problem(s)" in out
+    assert "chen.wei@example.com (instances.prod.users.chen.email) is not a verified SES identity" in out
+    assert "preflight: 1 problem(s)" in out
 
 
 def test_render_check_names_a_stale_image_configuration_file(workdir, capsys):
@@ -180,16 +185,15 @@ def test_render_without_a_build_context_exits_2_and_writes_nothing(workdir, caps
     assert {p.name: p.read_bytes() for p in (workdir / "templates").iterdir()} == before
 
 
-def test_images_in_the_sandbox_deploys_central_first_then_simulates_every_build(workdir, capsys, monkeypatch):
-    monkeypatch.chdir(workdir)
+def test_images_in_the_sandbox_deploys_central_first_then_builds_every_image(workdir, capsys):
     assert run("images", "--sandbox", "--yes", *paths(workdir)) == 0
     captured = capsys.readouterr()
     assert "~ rstudio-images: build rstudio ctx-" in captured.out
-    assert "sandbox: it starts empty, so rstudio-bootstrap, rstudio-central are deployed first" in captured.err
+    assert "sandbox: deploying rstudio-bootstrap, rstudio-central first, where the builds run" in captured.err
     # per image: tag, outcome, duration
     lines = re.findall(r"^    (\w+) +(ctx-[0-9a-f]{20}) +(\w+) +[0-9.]+ s ", captured.out, flags=re.MULTILINE)
     assert [(image, outcome) for image, _, outcome in lines] == [
-        ("rstudio", "simulated"), ("shiny", "simulated"), ("bastion", "simulated")]  # fmt: skip
+        ("rstudio", "built"), ("shiny", "built"), ("bastion", "built")]  # fmt: skip
     assert "\nok in " in captured.out
 
 

@@ -165,21 +165,16 @@ def test_a_hand_edited_template_is_refused_before_any_aws_call(command, workdir,
         "commit, or pass --allow-stale to deploy the committed files anyway\n")  # fmt: skip
 
 
-def test_allow_stale_warns_and_deploys_the_committed_bytes(workdir, monkeypatch, capsys):
-    import stacksets.sandbox
+def test_allow_stale_warns_and_deploys_the_committed_bytes(workdir, capsys):
+    from stacksets.awsmodel.model import AwsModel
+    from stacksets.sandbox import DEFAULT_STATE_DIR, MODEL_FILE
 
     _, edited = hand_edit(workdir)
-    deployed = []
-    remap_plan = stacksets.sandbox.remap_plan
-
-    def record(plan, id_map):
-        deployed.append(plan.nodes["rstudio-network"].template_body)
-        return remap_plan(plan, id_map)
-
-    monkeypatch.setattr(stacksets.sandbox, "remap_plan", record)
     assert deploy.main(["deploy", "--sandbox", "--yes", "--allow-stale"]) == 0
     captured = capsys.readouterr()
     assert ("warning: --allow-stale: deploying the committed templates/rstudio-network.yaml although `python "
             "deploy.py render` would change them\n") in captured.err  # fmt: skip
-    assert deployed == [edited]
+    rehearsal = AwsModel.load(workdir / DEFAULT_STATE_DIR / MODEL_FILE)
+    [network] = [s for (_, _, name), s in rehearsal.world.stacksets.sets.items() if name == "rstudio-network"]
+    assert network.body == edited
     assert "sandbox re-run of the same plan: 0 create/update/delete call(s)" in captured.out

@@ -76,22 +76,6 @@ def test_each_unverified_identity_is_one_problem_naming_its_config_key(cfg, moto
     assert "(instances.prod.users.chen.email)" in problems[1] and "sandbox" in problems[1]
 
 
-class IdMap:
-    def __init__(self, accounts: dict[str, str]) -> None:
-        self.accounts = accounts
-
-    def account(self, config_id: str) -> str:
-        return self.accounts[config_id]
-
-
-def test_sandbox_accounts_are_checked_under_their_sandbox_id_and_reported_under_the_config_id(cfg, moto_clients):
-    sandbox_prod = "210987654321"
-    ses_in(sandbox_prod).verify_domain_identity(Domain="example.com")
-    assert check_ses(moto_clients, cfg, IdMap({PROD: sandbox_prod})) == []
-    problems = check_ses(moto_clients, cfg, IdMap({PROD: "999999999999"}))
-    assert len(problems) == 4 and all(f"account {PROD} " in p for p in problems)
-
-
 class StatusReader:
     """Answers GetIdentityVerificationAttributes from a fixed table; records the batches it was asked."""
 

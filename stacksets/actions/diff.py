@@ -6,8 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 from stacksets.actions.context import Context
-from stacksets.plan import Node
+from stacksets.plan import DeclaredParameter, Node, declared_parameters
 from stacksets.results import NodeDiff
+
+MASKED = "****"  # how DescribeStackSet shows a NoEcho parameter's value
 
 
 def diff_stackset(ctx: Context, node: Node, strict: bool, live: dict[str, Any] | None = None,
@@ -34,7 +36,24 @@ def diff_stackset(ctx: Context, node: Node, strict: bool, live: dict[str, Any] |
         elif pair in overrides and api.instance_overrides(*pair) != overrides[pair]:
             update.append(pair)
     prune = ctx.run.options.prune
-    return NodeDiff(node.name, True, live.get("TemplateBody") != node.template_body, live_params != params, params,
+    parameters_changed = _parameters_differ(live_params, params, declared_parameters(node.template_body))
+    return NodeDiff(node.name, True, live.get("TemplateBody") != node.template_body, parameters_changed, params,
                     create=tuple(p for p in desired if p not in existing), update=tuple(update),
                     delete=extra if prune else (), orphaned=() if prune else extra,
                     warnings=tuple(warnings))  # fmt: skip
+
+
+def _parameters_differ(live: dict[str, str], wanted: dict[str, str], declared: dict[str, DeclaredParameter]) -> bool:
+    """DescribeStackSet lists every template parameter, a defaulted one with its default, and NoEcho values masked
+    (terraform-provider-aws, aws_cloudformation_stack_set: "All template parameters, including those with a Default,
+    must be configured or ignored"): a parameter the plan leaves to its default is unchanged while the live value is
+    that default, and a masked value cannot be compared at all."""
+    for key in set(live) | set(wanted):
+        spec = declared.get(key, DeclaredParameter(None, False))
+        want = wanted.get(key, spec.default if spec.default is not None else "")
+        have = live.get(key, "")
+        if spec.no_echo and have == MASKED:
+            continue
+        if have != want:
+            return True
+    return False

@@ -36,25 +36,25 @@ class ModelGap(Exception):
     """The orchestrator made a call the model does not implement: add it to the model (with its rule and source)."""
 
 
-def install(model: AwsModel, client: Any) -> None:
-    """Answer every request of `client` from `model`."""
+def install(aws: AwsModel, client: Any) -> None:
+    """Answer every request of `client` from the model `aws`."""
     region = client.meta.region_name
     validator = ParamValidator()
 
     def keep_params(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
         context[_PARAMS] = dict(params)
 
-    def answer(model_: Any, context: dict[str, Any], request_signer: Any, **_: Any) -> tuple[AWSResponse, dict]:
-        operation = model_
+    def answer(model: Any, context: dict[str, Any], request_signer: Any, **_: Any) -> tuple[AWSResponse, dict]:
+        operation = model  # botocore's name for the OperationModel
         access_key = _access_key(request_signer)
         try:
-            parsed = model.handle(operation.service_model.service_name, operation.name, context.get(_PARAMS, {}),
+            parsed = aws.handle(operation.service_model.service_name, operation.name, context.get(_PARAMS, {}),
                                   access_key, region)  # fmt: skip
         except ModelError as error:
             body = {"Error": {"Code": error.code, "Message": error.message, "Type": "Sender"},
                     "ResponseMetadata": {"HTTPStatusCode": error.status}}  # fmt: skip
             return AWSResponse(CLOSED_ENDPOINT, error.status, {}, None), body
-        if model.validate_responses and operation.output_shape is not None:
+        if aws.validate_responses and operation.output_shape is not None:
             report = validator.validate(parsed, operation.output_shape)
             if report.has_errors():
                 raise ModelGap(f"the model answered {operation.name} with a shape AWS never sends: "

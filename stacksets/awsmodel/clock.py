@@ -26,6 +26,12 @@ class ManualClock:
             self.sleeps.append(seconds)
             self.now += max(0.0, seconds)
 
+    def __getstate__(self) -> dict[str, float]:
+        return {"now": self.now}  # a kept rehearsal needs the time it stopped at, not the lock
+
+    def __setstate__(self, state: dict[str, float]) -> None:
+        self.__init__(state["now"])  # type: ignore[misc]
+
 
 class SimClock:
     """Virtual time for concurrent runs: sleep() blocks until virtual time reaches the wake-up, and time jumps to the

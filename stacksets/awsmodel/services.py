@@ -321,8 +321,11 @@ class Images:
         for build in found:
             if build.status == "IN_PROGRESS" and self.world.now() >= build.end:
                 self._finish(build)
-        return {"builds": [self._answer(b) for b in found],
-                "buildsNotFound": [i for i in params["ids"] if i not in self.builds]}  # fmt: skip
+        answer: dict[str, Any] = {"builds": [self._answer(b) for b in found]}
+        unknown = [i for i in params["ids"] if i not in self.builds]
+        if unknown:
+            answer["buildsNotFound"] = unknown
+        return answer
 
     def _finish(self, build: Build) -> None:
         key = f"contexts/{build.image}/{build.tag}.zip"

@@ -326,12 +326,12 @@ class StackSets:
         for unit in units:
             if not self.world.organization.parent_exists(unit):
                 raise ModelError("ValidationError", f"OrganizationalUnit {unit} does not exist")
-        if action == "CREATE":
-            chosen = self._expand(units)
-        else:
-            # Existing instances are found by the OU they were created for (ListStackInstances'
-            # OrganizationalUnitId), not by where the account sits now: the stricter reading when an account moved.
-            chosen = {i.account: i.unit for i in s.instances.values() if i.unit in units}
+        chosen = self._expand(units)
+        if action != "CREATE":
+            # An existing instance is also found by the OU it was created for (ListStackInstances'
+            # OrganizationalUnitId) after its account moved elsewhere. Unconfirmed: AWS may match by where the account
+            # sits now only, which would make such an instance unreachable by OU.
+            chosen.update({i.account: i.unit for i in s.instances.values() if i.unit in units})
         if kind == "INTERSECTION":
             chosen = {a: u for a, u in chosen.items() if a in named}
         elif kind == "DIFFERENCE":
