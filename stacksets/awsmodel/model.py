@@ -53,6 +53,15 @@ class Call:
     role: str | None
 
 
+@dataclass(frozen=True)
+class ApiFault:
+    """A fault a test injects that a scenario file cannot name (OperationInProgressException, AccessDenied, ...)."""
+
+    api: str
+    error: str
+    times: int = 1
+
+
 @dataclass
 class Bucket:
     """A token bucket of one account, Region and service, in simulated time."""
@@ -72,6 +81,7 @@ class World:
     delegated_admins: set[str]
     faults: list[Any] = field(default_factory=list)
     drift: dict[tuple[str, str, str], list[dict[str, Any]]] = field(default_factory=dict)
+    stuck: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.engine = StackEngine(_Environment(self))
@@ -116,7 +126,7 @@ class World:
 
     def take_wire_fault(self, api: str) -> str | None:
         for index, fault in enumerate(self.faults):
-            if isinstance(fault, WireFault) and fault.api == api and self.remaining[index] > 0:
+            if isinstance(fault, (WireFault, ApiFault)) and fault.api == api and self.remaining[index] > 0:
                 self.remaining[index] -= 1
                 return fault.error
         return None
@@ -226,8 +236,8 @@ class AwsModel:
             self.log.append(Call(self.world.now(), service, api, params, caller.account, caller.role))
             error = self.world.take_wire_fault(api)
             if error is not None:
-                raise ModelError(error, "Rate exceeded" if "Throttl" in error or "Limit" in error else error,
-                                 WIRE_STATUS.get(error, 400))  # fmt: skip
+                raise ModelError(error, "Rate exceeded" if "Throttl" in error or "Limit" in error else
+                                 f"injected {error}", WIRE_STATUS.get(error, 400))  # fmt: skip
             self._take_token(caller, service)
             self.world.iam.authorize(caller, service, operation)
             handler = self.handlers.get((service, api))
@@ -275,6 +285,24 @@ class AwsModel:
         return handlers
 
     # --- test and scenario knobs -----------------------------------------------------------------------------------
+
+    def fail_next(self, api: str, error: str, times: int = 1) -> None:
+        """The next `times` calls of `api` (snake_case) answer `error` (a scenario's wire faults, and any code)."""
+        with self.lock:
+            self.world.faults.append(ApiFault(api, error, times))
+            self.world.remaining.append(times)
+
+    def fail_resource(self, stackset: str, account: str, logical_id: str, times: int = 1, reason: str | None = None,
+                      region: str | None = None) -> None:  # fmt: skip
+        """The resource fails to create or update `times` times, as a scenario's resource fault."""
+        with self.lock:
+            self.world.faults.append(ResourceFault(stackset=stackset, account=account, resource=logical_id,
+                                                   times=times, reason=reason, region=region))  # fmt: skip
+            self.world.remaining.append(times)
+
+    def never_end(self, stackset: str) -> None:
+        """Operations on this StackSet stay RUNNING (an outage, or a stack waiting for hours)."""
+        self.world.stuck.add(stackset)
 
     def drift(self, stackset: str, account: str, region: str, logical_id: str, resource_type: str,
               status: str = "MODIFIED") -> None:  # fmt: skip

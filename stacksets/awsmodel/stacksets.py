@@ -138,7 +138,8 @@ class StackSets:
             instance = stackset.instances.get(pair)
             if instance is not None and operation.action != "DETECT_DRIFT":
                 instance.detailed, instance.last_operation = "RUNNING", operation.id
-        operation.end = at + self._duration(stackset, operation)
+        stuck = stackset.name in self.world.stuck
+        operation.end = float("inf") if stuck else at + self._duration(stackset, operation)
         key = (stackset.owner, stackset.region, stackset.name)
         heapq.heappush(self._ends, (operation.end, next(self._counter), operation.id, key))
 
