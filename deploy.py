@@ -435,7 +435,9 @@ def build_parser() -> argparse.ArgumentParser:
     aws.add_argument("--profile", help="AWS profile of the admin account (default: the usual AWS credential chain)")
     aws.add_argument("--state", default=".rstudio-fargate/state.json", metavar="PATH",
                      help="where operations in flight are recorded, so an interrupted run resumes them")
-    aws.add_argument("--timeout", type=float, default=3600, metavar="SECONDS", help="limit per StackSet operation")
+    aws.add_argument("--timeout", type=float, default=21600, metavar="SECONDS",
+                     help="give up waiting for one StackSet operation after this long; it keeps running in AWS and "
+                          "the next run reattaches to it (default: %(default)s)")  # fmt: skip
     aws.add_argument("--workers", type=int, default=8, help="StackSets deployed at once (default: %(default)s)")
     changes = argparse.ArgumentParser(add_help=False)
     changes.add_argument("--yes", action="store_true", help="do not ask for confirmation")

@@ -19,7 +19,6 @@ from botocore.exceptions import (
     ReadTimeoutError,
     TokenRetrievalError,
 )
-from botocore.parsers import ResponseParserError
 
 from stacksets.aws import CREDENTIAL_ERRORS, AwsError, explain
 
@@ -47,18 +46,6 @@ class CredentialsError(AwsError):
 
 def error_code(error: Exception) -> str:
     return error.response.get("Error", {}).get("Code", "") if isinstance(error, ClientError) else ""
-
-
-def not_implemented(error: Exception) -> bool:
-    """moto answers unimplemented actions with HTTP 500 (botocore cannot parse the HTML page)."""
-    if isinstance(error, RetriesExhausted):  # a 500 is transient on AWS, so it is only given up on after retries
-        return not_implemented(error.last)
-    if isinstance(error, ResponseParserError):
-        return True
-    if isinstance(error, ClientError):
-        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        return error_code(error) in ("NotImplemented", "InternalFailure", "NotImplementedError") or status == 500
-    return False
 
 
 class RetriesExhausted(AwsError):

@@ -13,7 +13,7 @@ from typing import Any, Generator
 from botocore.exceptions import ClientError
 
 from stacksets.aws import explain
-from stacksets.calls import error_code, not_implemented
+from stacksets.calls import error_code
 from stacksets.instances import InstanceViews
 from stacksets.results import NodeFailed, State
 from stacksets.run import Run
@@ -88,17 +88,11 @@ class Operations:
                     return operation_id  # an earlier attempt of this very call went through: wait for it
                 if code != "OperationInProgressException":
                     self.state.clear(api.name, operation_id)
-                    if not_implemented(error):
-                        raise
                     raise NodeFailed(str(explain(error))) from None
                 deadline.check(action, "another operation on this StackSet is still running")
                 yield deadline.park(next(delays))
                 continue
-            # moto ignores client ids and makes its own: follow the one the service answers with
-            if answer.get("OperationId", operation_id) != operation_id:
-                operation_id = answer["OperationId"]
-                self.state.record(api.name, operation_id, action)
-            return operation_id
+            return answer.get("OperationId", operation_id)
 
     def wait(self, api: StackSetApi, operation_id: str, action: str,
              deadline: Deadline) -> Generator[Park, None, dict[str, Any]]:  # fmt: skip
@@ -130,7 +124,11 @@ class Operations:
         operation_id, action = pending["operation_id"], pending["action"]
         try:
             operation = api.describe_operation(operation_id)
-        except ClientError:
+        except ClientError as error:
+            if error_code(error) not in ("OperationNotFoundException", "StackSetNotFoundException"):
+                # throttled past the retries, access denied ...: the operation may well be running; keep the record
+                raise NodeFailed(f"cannot look up the operation {operation_id} an earlier run left in flight "
+                                 f"({explain(error)}); it stays recorded in {self.state.path}") from None
             self.state.clear(api.name)  # unknown to AWS (never started, or long expired)
             return False
         self.run.report.results[api.name].operations.append(operation_id)

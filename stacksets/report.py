@@ -56,6 +56,8 @@ def plan_text(plan: Plan, diffs: list[Diff]) -> str:
                     what.append("parameters change")
             if diff.create:
                 what.append(f"create instances {_pairs(diff.create)}")
+            if diff.retry:
+                what.append(f"retry instances {_pairs(diff.retry)}")
             if diff.update:
                 what.append(f"update instances {_pairs(diff.update)}")
             if diff.delete:

@@ -41,6 +41,10 @@ class NodeDiff:
     parameters_changed: bool
     parameters: dict[str, str]
     create: tuple[tuple[str, str], ...] = ()
+    # OUTDATED instances (a failed or interrupted earlier operation): CreateStackInstances retries them (botocore model
+    # CreateStackInstances.OperationId: "retries all stack instances whose status is OUTDATED"); an update would be
+    # refused by a stack that rolled back its creation
+    retry: tuple[tuple[str, str], ...] = ()
     update: tuple[tuple[str, str], ...] = ()
     delete: tuple[tuple[str, str], ...] = ()
     orphaned: tuple[tuple[str, str], ...] = ()  # live instances the plan no longer has, kept without --prune
@@ -53,7 +57,7 @@ class NodeDiff:
     @property
     def changed(self) -> bool:
         return (not self.exists or self.template_changed or self.parameters_changed
-                or bool(self.create or self.update or self.delete))  # fmt: skip
+                or bool(self.create or self.retry or self.update or self.delete))  # fmt: skip
 
 
 @dataclass(frozen=True)

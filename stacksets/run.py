@@ -22,7 +22,9 @@ CURRENT_STACKSET: ContextVar[str] = ContextVar("current_stackset", default="")
 
 @dataclass
 class Options:
-    timeout_s: float = 3600  # per operation (and per batch of image builds), from its start
+    # per operation (and per batch of image builds), from its start: a bootstrap over 50 accounts at 25 % concurrency
+    # with ACM, ECS and NAT stacks behind it runs for hours, and giving up early only leaves it to the next run
+    timeout_s: float = 21600
     poll_s: float = 15
     max_workers: int = 8  # concurrent API calls; StackSets waiting on an operation hold no worker
     state_path: Path = Path(".rstudio-fargate/state.json")
@@ -45,7 +47,8 @@ class Run:
         self.done = 0
         self.lock = threading.Lock()
         self.outputs: dict[tuple[str, str, str], dict[str, str]] = {}  # (stackset, account, region) -> outputs
-        self.org_cache: dict[str, set[str]] = {}  # OU -> every account under it
+        self.org_cache: dict[str, Any] = {}  # OU -> organization.Members under it
+        self.management_account: str | None = None
 
     def since_start(self, at: float | None = None) -> float:
         return (self.clock() if at is None else at) - self.started

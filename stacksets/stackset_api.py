@@ -52,3 +52,14 @@ class StackSetApi:
 
     def delete(self) -> None:
         self._call("delete_stack_set")
+
+    def resource_drifts(self, account: str, region: str, operation_id: str) -> list[str]:
+        """"LogicalId (Type): MODIFIED" for each drifted resource the drift detection `operation_id` found in the
+        instance. Read from the administrator account (API reference ListStackInstanceResourceDrifts): the target
+        account's stack API would need rights the reader role does not have."""
+        drifts = pages(self.run, self.run.clients.client("cloudformation"), "list_stack_instance_resource_drifts",
+                       "Summaries", StackSetName=self.name, StackInstanceAccount=account, StackInstanceRegion=region,
+                       OperationId=operation_id, StackInstanceResourceDriftStatuses=["MODIFIED", "DELETED"],
+                       **self._call_as)  # fmt: skip
+        return [f"{d['LogicalResourceId']} ({d.get('ResourceType', '')}): {d['StackResourceDriftStatus']}"
+                for d in drifts]  # fmt: skip

@@ -48,7 +48,7 @@ class TemplateStaging:
         if not self._exists(s3, bucket, "head_object", ("404", "NoSuchKey", "NotFound"), Bucket=bucket, Key=key):
             call(self.run, s3, "put_object", Bucket=bucket, Key=key, Body=node.template_body.encode("utf-8"),
                  ContentType="application/x-yaml")  # fmt: skip
-        return f"https://{bucket}.s3.{region}.amazonaws.com/{key}"
+        return f"https://{bucket}.s3.{region}.{_dns_suffix(region)}/{key}"
 
     def _exists(self, s3: object, bucket: str, api: str, missing: tuple[str, ...], **kwargs: str) -> bool:
         try:
@@ -63,3 +63,8 @@ class TemplateStaging:
 def _location(region: str) -> dict[str, object]:
     # us-east-1 is the default location, and CreateBucket refuses it as a LocationConstraint
     return {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
+
+
+def _dns_suffix(region: str) -> str:
+    """S3's host name suffix: China Regions have their own (AWS General Reference, "Amazon S3 endpoints")."""
+    return "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"

@@ -50,10 +50,17 @@ def call_groups(pairs: Iterable[Pair], overrides: Overrides) -> list[tuple[list[
     return [(list(regions), accounts, values) for (regions, _), (accounts, values) in sorted(groups.items())]
 
 
-def target_arguments(node: Node, accounts: list[str]) -> dict[str, Any]:
+def target_arguments(node: Node, accounts: list[str], units: Iterable[str] = ()) -> dict[str, Any]:
     """Self-managed: top-level Accounts. Service-managed: DeploymentTargets, the OUs filtered down to the accounts
-    (the API refuses Accounts and DeploymentTargets together)."""
+    (the API refuses Accounts and DeploymentTargets together). `units`: more OUs to name, those live instances were
+    created for (an OU that left the config still holds its instances)."""
     if node.permission_model is not PermissionModel.service_managed:
         return {"Accounts": accounts}
-    return {"DeploymentTargets": {"OrganizationalUnitIds": list(node.targets.organizational_units),
-                                  "Accounts": accounts, "AccountFilterType": "INTERSECTION"}}  # fmt: skip
+    ous = sorted({*node.targets.organizational_units, *units})
+    return {"DeploymentTargets": {"OrganizationalUnitIds": ous, "Accounts": accounts,
+                                  "AccountFilterType": "INTERSECTION"}}  # fmt: skip
+
+
+def recorded_units(instances: Iterable[dict[str, Any]]) -> list[str]:
+    """The OUs live instances were created for (ListStackInstances' OrganizationalUnitId)."""
+    return sorted({i["OrganizationalUnitId"] for i in instances if i.get("OrganizationalUnitId")})

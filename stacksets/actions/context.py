@@ -43,4 +43,10 @@ class Context:
         return StackSetApi(self.run, node)
 
     def desired_pairs(self, node: Node) -> tuple[list[Pair], list[str]]:
-        return desired_pairs(node.targets, self.organization.accounts_under)
+        """The pairs a StackSet should have, and why each account of its OUs that StackSets skips is left out."""
+        pairs, warnings = desired_pairs(node.targets, self.organization.accounts_under)
+        for ou in node.targets.organizational_units:
+            for account, why in sorted(self.organization.members(ou).skipped.items()):
+                if not node.targets.accounts or account in node.targets.accounts:
+                    warnings.append(f"account {account} in {ou} is {why}")
+        return pairs, warnings

@@ -15,7 +15,7 @@ from stacksets.config import PermissionModel
 from stacksets.parameters import api_parameters
 from stacksets.plan import Node, Plan
 from stacksets.results import NodeFailed, State
-from stacksets.targets import call_groups, target_arguments
+from stacksets.targets import call_groups, recorded_units, target_arguments
 
 
 def deploy_stackset(ctx: Context, node: Node, plan: Plan) -> Steps[State]:
@@ -34,7 +34,7 @@ def deploy_stackset(ctx: Context, node: Node, plan: Plan) -> Steps[State]:
         yield from operations.perform(api, "update_stack_set", Parameters=api_parameters(params),
                                       Capabilities=list(node.capabilities), **preferences,
                                       **ctx.staging.template_argument(node))  # fmt: skip
-    for regions, accounts, values in call_groups(change.create, overrides):
+    for regions, accounts, values in call_groups([*change.create, *change.retry], overrides):
         extra = {"ParameterOverrides": api_parameters(values)} if values else {}
         yield from operations.perform(api, "create_stack_instances", Regions=regions, **preferences,
                                       **target_arguments(node, accounts), **extra)  # fmt: skip
@@ -42,16 +42,18 @@ def deploy_stackset(ctx: Context, node: Node, plan: Plan) -> Steps[State]:
         yield from operations.perform(api, "update_stack_instances", Regions=regions,
                                       ParameterOverrides=api_parameters(values), **preferences,
                                       **target_arguments(node, accounts))  # fmt: skip
+    units = recorded_units(instances)
     for regions, accounts, _ in call_groups(change.delete, {}):
         yield from operations.perform(api, "delete_stack_instances", Regions=regions, RetainStacks=False,
-                                      **preferences, **target_arguments(node, accounts))  # fmt: skip
-    desired = [p for p in [*change.create, *change.update] if p not in change.delete]
+                                      **preferences, **target_arguments(node, accounts, units))  # fmt: skip
+    desired = [p for p in [*change.create, *change.retry, *change.update] if p not in change.delete]
     desired += [p for p in ctx.desired_pairs(node)[0] if p not in desired]
     # without a change the instance list read for the diff is still current: one call less per StackSet
-    failures = ctx.views.failures(api, desired, None if change.changed else instances)
+    current = api.instances() if change.changed else instances
+    failures = ctx.views.failures(api, desired, current)
     if failures:
         raise NodeFailed(f"{len(failures)} stack instance(s) failed", failures)
-    ctx.parameters.collect_outputs(node, plan)
+    ctx.parameters.collect_outputs(node, plan, current)
     return State.SUCCEEDED if change.changed or reattached else State.UNCHANGED
 
 

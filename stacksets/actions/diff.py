@@ -27,18 +27,18 @@ def diff_stackset(ctx: Context, node: Node, strict: bool, live: dict[str, Any] |
     instances = api.instances() if instances is None else instances
     existing = {(i["Account"], i["Region"]): i for i in instances}
     extra = tuple(sorted(set(existing) - set(desired)))
-    update = []
+    update, retry = [], []
     for pair in desired:
         if pair not in existing:
             continue
-        if existing[pair].get("Status") == "OUTDATED":  # a failed or interrupted earlier operation
-            update.append(pair)
+        if existing[pair].get("Status") == "OUTDATED":
+            retry.append(pair)
         elif pair in overrides and api.instance_overrides(*pair) != overrides[pair]:
             update.append(pair)
     prune = ctx.run.options.prune
     parameters_changed = _parameters_differ(live_params, params, declared_parameters(node.template_body))
     return NodeDiff(node.name, True, live.get("TemplateBody") != node.template_body, parameters_changed, params,
-                    create=tuple(p for p in desired if p not in existing), update=tuple(update),
+                    create=tuple(p for p in desired if p not in existing), retry=tuple(retry), update=tuple(update),
                     delete=extra if prune else (), orphaned=() if prune else extra,
                     warnings=tuple(warnings))  # fmt: skip
 

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-from botocore.exceptions import ClientError
-from botocore.parsers import ResponseParserError
-
 from stacksets.actions.context import Context, Steps
-from stacksets.calls import RetriesExhausted, not_implemented
 from stacksets.plan import Node
 from stacksets.results import DriftedInstance, State
 
@@ -17,19 +13,13 @@ def detect_drift(ctx: Context, node: Node) -> Steps[State]:
     if api.describe() is None:
         result.message = "not deployed"
         return State.UNCHANGED
-    try:
-        yield from ctx.operations.perform(api, "detect_stack_set_drift",
-                                          OperationPreferences=node.operation_preferences)  # fmt: skip
-    except (ClientError, ResponseParserError, RetriesExhausted) as error:
-        if not not_implemented(error):
-            raise
-        result.message = "drift detection is unavailable here (the API is not implemented)"
-        return State.UNCHANGED
+    operation = yield from ctx.operations.perform(api, "detect_stack_set_drift",
+                                                  OperationPreferences=node.operation_preferences)  # fmt: skip
     for instance in api.instances():
         if instance.get("DriftStatus") != "DRIFTED":
             continue
         account, region = instance["Account"], instance["Region"]
-        resources = tuple(ctx.views.resource_drifts(node.name, account, region))
+        resources = tuple(api.resource_drifts(account, region, operation["OperationId"]))
         result.drifted.append(DriftedInstance(account, region, resources))
     result.message = f"{len(result.drifted)} drifted instance(s)" if result.drifted else "in sync"
     return State.SUCCEEDED
