@@ -16,6 +16,12 @@ from stacksets.stackset_api import StackSetApi
 COMPLETE_STACK_STATES = ["CREATE_COMPLETE", "UPDATE_COMPLETE", "UPDATE_ROLLBACK_COMPLETE", "IMPORT_COMPLETE",
                          "IMPORT_ROLLBACK_COMPLETE"]  # fmt: skip
 FAILED_EVENTS = 5
+# botocore model StackInstanceStatus INOPERABLE: "excluded from further UpdateStackSet operations. You might need to
+# perform a DeleteStackInstances operation, with RetainStacks set to true, to delete the stack instance, and then
+# delete the stack manually"
+INOPERABLE_HINT = (" (INOPERABLE: its stack could not be deleted and StackSets no longer updates it; remove the cause "
+                   "named below and run destroy again, or delete the instance with RetainStacks and then its stack "
+                   "by hand)")
 
 
 class InstanceViews:
@@ -37,6 +43,8 @@ class InstanceViews:
             if detailed == "SUCCEEDED" or (not detailed and instance.get("Status") == "CURRENT"):
                 continue
             reason = instance.get("StatusReason") or f"{instance.get('Status', '')} {detailed}".strip()
+            if instance.get("Status") == "INOPERABLE":
+                reason += INOPERABLE_HINT
             failures.append(InstanceFailure(pair[0], pair[1], reason, tuple(self.failed_events(instance))))
         for pair in sorted((wanted or set()) - seen):
             failures.append(InstanceFailure(pair[0], pair[1], "no stack instance was created"))

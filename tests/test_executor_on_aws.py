@@ -161,3 +161,16 @@ def test_suspended_and_management_accounts_with_slow_throttled_operations(cfg, p
     assert report.elapsed >= 4 * 2400
     said = " ".join(e.message for e in events if e.stackset == "rstudio-bootstrap")
     assert "management account" in said and "SUSPENDED" in said
+
+
+def test_r2_an_instance_whose_stack_cannot_be_deleted_is_reported_with_its_way_out(cfg, plan, tmp_path):
+    """The ALB's deletion protection (lifted by a later change) makes the delete fail: the instance is INOPERABLE,
+    and the report says what StackSets allows from there instead of failing the same way without a word."""
+    model = model_for(cfg)
+    dev = plan.only(["rstudio-dev"])
+    assert executor_for(model, cfg, tmp_path).deploy(dev).ok
+    only_dev = Plan({"rstudio-dev": dev.nodes["rstudio-dev"]})
+    first = executor_for(model, cfg, tmp_path).destroy(only_dev)
+    [failure] = first.results["rstudio-dev"].failures
+    assert "deletion protection is enabled" in " ".join(failure.events)
+    assert "INOPERABLE" in failure.reason and "RetainStacks" in failure.reason

@@ -546,6 +546,10 @@ class StackSets:
             return True  # skipped, not failed: it does not count against the failure tolerance
         if operation.action == "DELETE":
             return self._delete_instance(s, operation, instance)
+        if instance.status == "INOPERABLE":
+            # botocore model StackInstanceStatus INOPERABLE: "excluded from further UpdateStackSet operations"
+            operation.results[pair] = ("CANCELLED", "the stack instance is INOPERABLE")
+            return True
         if operation.overrides is not None:
             instance.overrides = dict(operation.overrides)
         ok, reason = self.world.stacks.deploy(s, instance, operation.action)
