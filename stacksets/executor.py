@@ -12,8 +12,9 @@ file before the call, so a run that was interrupted reattaches to the operation 
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from random import random as default_random
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 from botocore.exceptions import ClientError
 
@@ -48,6 +49,7 @@ from stacksets.state import StateFile
 from stacksets.template_checks import retained_resources
 from stacksets.walk import Verdict, walk
 
+T = TypeVar("T")
 __all__ = ["MUTATING", "CentralAccount", "CredentialsError", "Diff", "DriftedInstance", "Event", "Executor",
            "ImageDiff", "ImageOutcome", "InstanceFailure", "NodeDiff", "NodeFailed", "NodeResult", "Options",
            "Report", "State", "StatusRow", "TimelineEntry", "retained_resources"]  # fmt: skip
@@ -69,16 +71,15 @@ class Executor:
         self.state = StateFile(self.options.state_path)
 
     def diff(self, plan: Plan) -> list[Diff]:
-        """What a deploy would change, step by step in plan order; outputs not deployed yet read "(from …)"."""
+        """What a deploy would change, in plan order; outputs not deployed yet read "(from …)"."""
         ctx = self._context(plan)
-        steps = plan.steps()
-        diffs: list[Diff] = []
-        for name in plan.order():
-            step = steps[name]
-            with working_on(name):
-                diffs.append(ImageStepActions(ctx).diff(step) if isinstance(step, ImageStep)
-                             else diff_stackset(ctx, step, strict=False))  # fmt: skip
-        return diffs
+
+        def one(step: Step) -> Diff:
+            if isinstance(step, ImageStep):
+                return ImageStepActions(ctx).diff(step)
+            return diff_stackset(ctx, step, strict=False)
+
+        return self._each(plan, one)
 
     def deploy(self, plan: Plan) -> Report:
         """Deploy every step once its dependencies have succeeded; the report says what each step did."""
@@ -94,14 +95,11 @@ class Executor:
     def status(self, plan: Plan) -> list[StatusRow]:
         """One row per StackSet and per instance (per image for the image step), in plan order."""
         ctx = self._context(plan)
-        steps = plan.steps()
-        rows: list[StatusRow] = []
-        for name in plan.order():
-            step = steps[name]
-            with working_on(name):
-                images = isinstance(step, ImageStep)
-                rows += ImageStepActions(ctx).status(step) if images else stackset_status(ctx, step)
-        return rows
+
+        def one(step: Step) -> list[StatusRow]:
+            return ImageStepActions(ctx).status(step) if isinstance(step, ImageStep) else stackset_status(ctx, step)
+
+        return [row for rows in self._each(plan, one) for row in rows]
 
     def drift(self, plan: Plan) -> Report:
         """Detect drift on every StackSet; drifted instances list their drifted resources."""
@@ -114,6 +112,18 @@ class Executor:
         reverse = plan.reversed()  # without the image step: the images stay in the retained repositories
         ctx = self._context(reverse)
         return walk(ctx.run, reverse, lambda node: destroy_stackset(ctx, node), "destroy", judge)
+
+    def _each(self, plan: Plan, read: Callable[[Step], T]) -> list[T]:
+        """`read` of every step, in plan order. The steps are independent reads, so they run side by side on the
+        pool: a plan of 1,500 StackSets is a few seconds of API calls, not half an hour of them one after another."""
+        steps = plan.steps()
+
+        def attributed(name: str) -> T:
+            with working_on(name):
+                return read(steps[name])
+
+        with ThreadPoolExecutor(max_workers=max(1, self.options.max_workers)) as pool:
+            return list(pool.map(attributed, plan.order()))
 
     def _context(self, plan: Plan) -> Context:
         run = Run(self.clients, self.options, clock=self.clock, sleep=self.sleep, random=self.random,
