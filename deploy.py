@@ -200,6 +200,11 @@ class Aws:
     sleep: Callable[[float], None] = time.sleep
     sandbox: Any = None
 
+    @property
+    def limits(self) -> Any:
+        """The quotas in force: AWS's defaults, or those of the rehearsal's scenario."""
+        return self.sandbox.model.world.limits if self.sandbox is not None else None
+
 
 @contextmanager
 def _aws(args: argparse.Namespace, cfg: Config) -> Iterator[Aws]:
@@ -256,7 +261,7 @@ def cmd_plan(args: argparse.Namespace, cfg: Config) -> int:
     plan = _plan(args, cfg)
     with _aws(args, cfg) as aws:
         diffs = _executor(args, aws, plan, live=False).diff(plan)
-    sys.stdout.write(plan_json(plan, diffs) if args.json else plan_text(plan, diffs))
+    sys.stdout.write(plan_json(plan, diffs) if args.json else plan_text(plan, diffs, aws.limits))
     return EXIT_OK
 
 
@@ -269,7 +274,7 @@ def cmd_deploy(args: argparse.Namespace, cfg: Config) -> int:
     with _aws(args, cfg) as aws:
         executor = _executor(args, aws, plan)
         diffs = executor.diff(plan)
-        sys.stdout.write(plan_text(plan, diffs))
+        sys.stdout.write(plan_text(plan, diffs, aws.limits))
         if not any(diff.changed for diff in diffs):
             print("nothing to change")
             return EXIT_OK

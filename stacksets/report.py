@@ -6,7 +6,9 @@ import json
 from dataclasses import asdict
 from typing import Any, Iterable
 
+from stacksets.awsmodel.scenario import Limits
 from stacksets.plan import Plan
+from stacksets.quotas import quota_warnings
 from stacksets.results import Diff, ImageDiff, ImageOutcome, NodeDiff, Report, State, StatusRow
 
 
@@ -32,9 +34,13 @@ def images_plan_text(diff: ImageDiff) -> str:
     return "\n".join(_images_line(diff)) + "\n"
 
 
-def plan_text(plan: Plan, diffs: list[Diff]) -> str:
+def plan_text(plan: Plan, diffs: list[Diff], limits: Limits | None = None) -> str:
+    """The plan in dependency waves, what changes in each StackSet, and first any default quota the rollout would
+    cross (`limits`: the quotas in force, AWS's defaults unless a rehearsal scenario raises them)."""
     by_name = {diff.name: diff for diff in diffs}
-    lines = []
+    stacksets_only = [diff for diff in diffs if isinstance(diff, NodeDiff)]
+    lines = [f"quota: {warning}" for warning in
+             quota_warnings(len(stacksets_only), {d.name: d.instances for d in stacksets_only}, limits)]
     changes = 0
     stacksets = [diff for diff in diffs if isinstance(diff, NodeDiff)]
     for number, wave in enumerate(plan.waves(), start=1):

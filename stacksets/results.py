@@ -45,6 +45,7 @@ class NodeDiff:
     # CreateStackInstances.OperationId: "retries all stack instances whose status is OUTDATED"); an update would be
     # refused by a stack that rolled back its creation
     retry: tuple[tuple[str, str], ...] = ()
+    instances: int = 0  # stack instances the StackSet has after the deploy (for the quota check)
     update: tuple[tuple[str, str], ...] = ()
     delete: tuple[tuple[str, str], ...] = ()
     orphaned: tuple[tuple[str, str], ...] = ()  # live instances the plan no longer has, kept without --prune

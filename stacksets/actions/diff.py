@@ -22,7 +22,7 @@ def diff_stackset(ctx: Context, node: Node, strict: bool, live: dict[str, Any] |
     desired, warnings = ctx.desired_pairs(node)
     if live is None:
         return NodeDiff(node.name, False, True, bool(params), params, create=tuple(desired),
-                        warnings=tuple(warnings))  # fmt: skip
+                        instances=len(desired), warnings=tuple(warnings))  # fmt: skip
     live_params = {p["ParameterKey"]: p.get("ParameterValue", "") for p in live.get("Parameters", [])}
     instances = api.instances() if instances is None else instances
     existing = {(i["Account"], i["Region"]): i for i in instances}
@@ -40,6 +40,7 @@ def diff_stackset(ctx: Context, node: Node, strict: bool, live: dict[str, Any] |
     return NodeDiff(node.name, True, live.get("TemplateBody") != node.template_body, parameters_changed, params,
                     create=tuple(p for p in desired if p not in existing), retry=tuple(retry), update=tuple(update),
                     delete=extra if prune else (), orphaned=() if prune else extra,
+                    instances=len(desired) + (0 if prune else len(extra)),
                     warnings=tuple(warnings))  # fmt: skip
 
 
