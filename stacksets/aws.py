@@ -1,8 +1,8 @@
-"""The only place boto3 clients are made: retries, the sandbox endpoint, CallAs, the reader role in target accounts
-and the image publisher role in the central account.
+"""The only place boto3 clients are made: one attempt per call (the executor's calls.py is the only retry layer),
+CallAs, the reader role in target accounts and the image publisher role in the central account.
 
-Everything that talks to AWS receives a `Clients` and asks it for what it needs, so tests can hand in fakes and the
-sandbox can point the very same code at a local moto server.
+Everything that talks to AWS receives a `Clients` and asks it for what it needs; tests, the benchmark and the sandbox
+hand the very same clients to the AWS model through `on_client`, with static credentials of its admin account.
 """
 
 from __future__ import annotations
@@ -79,7 +79,6 @@ class Clients:
     region: str
     profile: str | None = None
     endpoint_url: str | None = None
-    max_attempts: int = 8
     # Static keys instead of the credential chain (the AWS model's admin account), and a hook every new client
     # passes through (the AWS model installs itself there, under the real botocore client).
     credentials: Mapping[str, str] | None = None
