@@ -205,7 +205,7 @@ def test_assume_role_needs_the_role_and_the_role_only_allows_its_actions(cfg: Co
     reader = clients_for(model, cfg.default_region).reader(DEV, cfg.default_region)
     [stack] = reader.list_stacks()["StackSummaries"]
     assert stack["StackName"].startswith("StackSet-rstudio-bootstrap-")
-    with pytest.raises(ClientError, match="DescribeStackResourceDrifts"):
+    with pytest.raises(ClientError, match="cloudformation:DescribeStackResourceDrifts"):
         reader.describe_stack_resource_drifts(StackName=stack["StackName"])
 
 

@@ -66,7 +66,7 @@ Resources:
     Properties: {{BucketName: {PROBE_BUCKET}}}
   Repository:
     Type: AWS::ECR::Repository
-    Properties: {{RepositoryName: {PROBE_REPOSITORY}}}
+    Properties: {{RepositoryName: {PROBE_REPOSITORY}, ImageTagMutability: IMMUTABLE}}
   Project:
     Type: AWS::CodeBuild::Project
     Properties: {{Name: {IMAGE_BUILD_PROJECT}}}
@@ -226,8 +226,6 @@ def test_ss_percentages_round_down(cfg: Config) -> None:
 @pytest.mark.parametrize(("preferences", "message", "allowed"), [
     ({"MaxConcurrentCount": 2, "MaxConcurrentPercentage": 50}, "not both", {"MaxConcurrentCount": 2}),
     ({"FailureToleranceCount": 1, "FailureTolerancePercentage": 50}, "not both", {"FailureToleranceCount": 1}),
-    ({"MaxConcurrentCount": 3, "FailureToleranceCount": 1}, "at most FailureToleranceCount",
-     {"MaxConcurrentCount": 3, "FailureToleranceCount": 1, "ConcurrencyMode": "SOFT_FAILURE_TOLERANCE"}),
 ])  # fmt: skip
 def test_ss_operation_preferences(cfn: Any, preferences: dict[str, int], message: str, allowed: dict) -> None:
     new_set(cfn)
@@ -456,9 +454,6 @@ def test_sts_unknown_access_key(model: Any) -> None:
     assert code(refused) == "InvalidClientTokenId"
 
 
-@pytest.mark.xfail(strict=True, reason="model.AwsModel.handle runs services.Iam.authorize for every call of an "
-                   "assumed role, so GetCallerIdentity needs an Allow; STS answers it whatever the policies say (STS "
-                   "API reference GetCallerIdentity: no permissions are required, an explicit deny does not apply)")
 def test_sts_caller_identity_needs_no_permission(model: Any) -> None:
     with_probe(model)  # the probe role allows no sts action
     identity = assumed(model, "sts").get_caller_identity()
@@ -559,10 +554,6 @@ def test_s3_location_constraint_must_match_the_region(model: Any, region: str, c
     assert code(refused) == "IllegalLocationConstraintException"
 
 
-@pytest.mark.xfail(strict=True, reason="services.S3.create_bucket answers IllegalLocationConstraintException for "
-                   "LocationConstraint us-east-1 on a us-east-1 client; S3 answers InvalidLocationConstraint "
-                   "\"The specified location-constraint is not valid\" (velero-io/velero#284, "
-                   "aws/aws-k8s-tester#182)")
 def test_s3_us_east_1_takes_no_location_constraint(model: Any) -> None:
     s3 = clients_for(model, OTHER).client("s3")
     s3.create_bucket(Bucket="rstudio-virginia")
@@ -571,7 +562,7 @@ def test_s3_us_east_1_takes_no_location_constraint(model: Any) -> None:
     assert code(refused) == "InvalidLocationConstraint"
 
 
-def test_ecr_tags_are_immutable_and_lookups_name_what_is_missing(model: Any) -> None:
+def test_ecr_immutable_tags_and_lookups_name_what_is_missing(model: Any) -> None:
     with_probe(model)
     ecr = assumed(model, "ecr")
     with pytest.raises(ecr.exceptions.RepositoryNotFoundException):
@@ -610,9 +601,23 @@ def test_codebuild_builds_only_a_context_that_hashes_to_its_tag(model: Any) -> N
         build.start_build(projectName="nope")
 
 
-def test_ses_unverified_identities_are_pending(cfg: Config) -> None:
+def test_ses_answers_only_for_identities_it_knows(cfg: Config) -> None:
     model = model_for(cfg, scenario(ses={cfg.accounts.admin: {"verified": ["ops@example.com"]}}))
     ses = clients_for(model, REGION).client("ses")
     answer = ses.get_identity_verification_attributes(Identities=["ops@example.com", "other@example.com"])
     statuses = {k: v["VerificationStatus"] for k, v in answer["VerificationAttributes"].items()}
-    assert statuses == {"ops@example.com": "Success", "other@example.com": "Pending"}
+    assert statuses == {"ops@example.com": "Success"}  # an identity never submitted is left out of the answer
+
+
+def test_strict_failure_tolerance_lowers_the_concurrency(cfg: Config) -> None:
+    """botocore model ConcurrencyMode: under STRICT_FAILURE_TOLERANCE at most FailureToleranceCount + 1 accounts at
+    once, whatever MaxConcurrentCount asks for."""
+    model = model_for(cfg, scenario(durations={"default": 60}))
+    cfn = cfn_of(model)
+    new_set(cfn)
+    operation = deploy(cfn, [CENTRAL, NETWORK, DATA, DEV], OperationPreferences={
+        "MaxConcurrentCount": 4, "FailureToleranceCount": 1, "ConcurrencyMode": "STRICT_FAILURE_TOLERANCE"})
+    model.clock.sleep(60)
+    assert op_status(cfn, operation) == "RUNNING"  # two batches of two, not one batch of four
+    model.clock.sleep(60)
+    assert op_status(cfn, operation) == "SUCCEEDED"

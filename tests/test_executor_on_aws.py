@@ -174,3 +174,29 @@ def test_r2_an_instance_whose_stack_cannot_be_deleted_is_reported_with_its_way_o
     [failure] = first.results["rstudio-dev"].failures
     assert "deletion protection is enabled" in " ".join(failure.events)
     assert "INOPERABLE" in failure.reason and "RetainStacks" in failure.reason
+
+
+def test_the_welcome_mail_runs_the_deployed_handler_against_ses(cfg, plan, tmp_path):
+    """The prod template's WelcomeEmail custom resource runs the inline handler the template deploys; SES refuses an
+    unverified recipient, and today that fails the instance (a later change makes e-mail never cost an instance)."""
+    rehearsal = scenario(ses={PROD: {"verified": ["rstudio-admin@example.com", "alice@example.com",
+                                                  "bob@example.com"]}})  # fmt: skip
+    model = model_for(cfg, rehearsal)
+    report = executor_for(model, cfg, tmp_path).deploy(plan.only(["rstudio-prod"]))
+    [failure] = report.results["rstudio-prod"].failures
+    event = next(e for e in failure.events if e.startswith("WelcomeEmail "))
+    assert "welcome e-mail failed for chen: MessageRejected" in event and "chen.wei@example.com" in event
+    assert sorted(recipient for _, _, (recipient,) in model.world.sent_mail) == ["alice@example.com",
+                                                                                "bob@example.com"]  # fmt: skip
+
+
+def test_a_certificate_waits_for_its_zone_to_be_delegated(cfg, plan, tmp_path):
+    """ACM validates by DNS, which resolves only once the network account delegates the instance zone: the
+    instance StackSet comes after rstudio-network for this reason, and without it the certificate fails."""
+    model = model_for(cfg)
+    alone = plan.only(["rstudio-dev"])
+    early = Plan({name: replace(node, depends_on=tuple(d for d in node.depends_on if d != "rstudio-network"))
+                  for name, node in alone.nodes.items() if name != "rstudio-network"}, alone.images)  # fmt: skip
+    report = executor_for(model, cfg, tmp_path).deploy(early)
+    [failure] = report.results["rstudio-dev"].failures
+    assert any(e.startswith("Certificate (AWS::CertificateManager::Certificate) CREATE_FAILED") for e in failure.events)

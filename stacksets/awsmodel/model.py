@@ -20,13 +20,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import boto3
+from botocore.config import Config as BotoConfig
+
 from stacksets.awsmodel import adapter
 from stacksets.awsmodel.adapter import ModelError, ModelGap
 from stacksets.awsmodel.clock import ManualClock, SimClock
+from stacksets.awsmodel.custom import run_custom_resource
 from stacksets.awsmodel.engine import Stack, StackEngine
 from stacksets.awsmodel.organization import Organization
 from stacksets.awsmodel.scenario import Limits, ResourceFault, Scenario, WireFault
-from stacksets.awsmodel.services import S3, Caller, Iam, Identity, Images, Ses, Sts
+from stacksets.awsmodel.services import S3, Caller, Iam, Identity, Images, Secrets, Ses, Sts
 from stacksets.awsmodel.stacks import Stacks
 from stacksets.awsmodel.stacksets import StackSets
 from stacksets.config import CallAs, Config, PermissionModel
@@ -82,6 +86,7 @@ class World:
     faults: list[Any] = field(default_factory=list)
     drift: dict[tuple[str, str, str], list[dict[str, Any]]] = field(default_factory=dict)
     stuck: set[str] = field(default_factory=set)
+    sent_mail: list[tuple[str, str, tuple[str, ...]]] = field(default_factory=list)  # (account, sender, recipients)
 
     def __post_init__(self) -> None:
         self.engine = StackEngine(_Environment(self))
@@ -92,8 +97,17 @@ class World:
         self.s3 = S3(self)
         self.images = Images(self)
         self.ses = Ses(self)
+        self.secrets = Secrets(self)
+        self.model: AwsModel | None = None  # set by AwsModel: custom resources call back into it
         self.faults = [f.model_copy() if hasattr(f, "model_copy") else f for f in self.scenario.faults]
         self.remaining = [f.times for f in self.faults]
+
+    def __getstate__(self) -> dict[str, Any]:
+        # the AwsModel (locks, handlers) is rebuilt around a loaded world; it is not part of the kept rehearsal
+        return {key: value for key, value in vars(self).items() if key != "model"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        vars(self).update(state, model=None)
 
     @property
     def limits(self) -> Limits:
@@ -152,10 +166,12 @@ class _Environment:
         return self.world.take_resource_fault(stackset, account, region, logical_id)
 
     def custom_resource(self, stack: Any, logical_id: str, resource_type: str, properties: dict) -> tuple:
-        return True, {}, ""
+        assert self.world.model is not None
+        return run_custom_resource(self.world.model, stack, logical_id, resource_type, properties)
 
     def dns_delegated(self, domain: str) -> bool:
-        return True
+        # ACM validates by a public DNS lookup, which finds the zone only once its parent delegates to it
+        return self.world.engine.registry.dns_delegated(domain)
 
 
 class AwsModel:
@@ -169,6 +185,7 @@ class AwsModel:
         self.rates: dict[tuple[str, str, str], Bucket] = {}
         self.lock = threading.RLock()
         self.world.sts.keys[ADMIN_ACCESS_KEY] = Identity(world.admin_account)
+        self.world.model = self
         self.handlers = self._handlers()
 
     # --- construction ----------------------------------------------------------------------------------------------
@@ -195,6 +212,16 @@ class AwsModel:
 
     def install(self, client: Any) -> None:
         adapter.install(self, client)
+
+    def client_as(self, account: str, region: str, role: str, service: str) -> Any:
+        """A real boto3 client acting as `role` of `account` (a Lambda function's execution role)."""
+        key = f"ASIAROLE{account}{role}"[:128]
+        self.world.sts.keys[key] = Identity(account, role)
+        client = boto3.client(service, region_name=region, endpoint_url=adapter.CLOSED_ENDPOINT,
+                              aws_access_key_id=key, aws_secret_access_key="model-secret",
+                              config=BotoConfig(retries={"total_max_attempts": 1}))  # fmt: skip
+        self.install(client)
+        return client
 
     # --- persistence -----------------------------------------------------------------------------------------------
 
@@ -282,6 +309,8 @@ class AwsModel:
             handlers[("codebuild", name)] = getattr(w.images, name)
         handlers[("logs", "get_log_events")] = w.images.get_log_events
         handlers[("ses", "get_identity_verification_attributes")] = w.ses.get_identity_verification_attributes
+        handlers[("ses", "send_email")] = w.ses.send_email
+        handlers[("secretsmanager", "get_secret_value")] = w.secrets.get_secret_value
         return handlers
 
     # --- test and scenario knobs -----------------------------------------------------------------------------------

@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import base64
 import fnmatch
+import hashlib
 import io
 import itertools
+import json
 import re
 import zipfile
 from dataclasses import dataclass, field
@@ -27,6 +29,7 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from stacksets.awsmodel.adapter import ModelError
+from stacksets.awsmodel.custom import verified
 from stacksets.awsmodel.templates import parsed_template
 from stacksets.build_context import context_tag
 from stacksets.naming import IMAGE_BUILD_PROJECT
@@ -114,7 +117,8 @@ class Iam:
         return statements
 
     def authorize(self, caller: Caller, service: str, operation: str) -> None:
-        if caller.role is None:
+        # STS API reference GetCallerIdentity: "No permissions are required to perform this operation"
+        if caller.role is None or (service, operation) == ("sts", "GetCallerIdentity"):
             return
         action = IAM_ACTIONS.get((service, operation), f"{_iam_prefix(service)}:{operation}")
         statements = self.role_policy(caller.account, caller.role) or []
@@ -194,6 +198,8 @@ class S3:
             raise ModelError(code, f"bucket {name} exists", 409)
         constraint = params.get("CreateBucketConfiguration", {}).get("LocationConstraint")
         expected = None if caller.region == "us-east-1" else caller.region
+        if constraint is not None and caller.region == "us-east-1":
+            raise ModelError("InvalidLocationConstraint", "The specified location-constraint is not valid")
         if constraint != expected:
             raise ModelError("IllegalLocationConstraintException", f"The {constraint or 'unspecified'} location "
                              f"constraint is incompatible for the region specific endpoint this request was sent "
@@ -288,7 +294,10 @@ class Images:
     def put_image(self, caller: Caller, params: dict[str, Any]) -> dict[str, Any]:
         tags = self._repository(caller, params["repositoryName"])
         tag = params.get("imageTag", "")
-        if tag in tags:
+        _, repository = self.world.stacks.find_resource(caller.account, caller.region, "AWS::ECR::Repository",
+                                                        params["repositoryName"])  # fmt: skip
+        # ECR's default is MUTABLE (API reference CreateRepository.imageTagMutability)
+        if tag in tags and repository.properties.get("ImageTagMutability", "MUTABLE") == "IMMUTABLE":
             raise ModelError("ImageTagAlreadyExistsException", f"The image tag '{tag}' already exists in the "
                              f"'{params['repositoryName']}' repository and cannot be overwritten because the tag is "
                              "immutable.")  # fmt: skip
@@ -375,6 +384,49 @@ class Ses:
         self.world = world
 
     def get_identity_verification_attributes(self, caller: Caller, params: dict[str, Any]) -> dict[str, Any]:
-        verified = self.world.verified_identities(caller.account)
-        status = {i: "Success" if verified is None or i in verified else "Pending" for i in params["Identities"]}
-        return {"VerificationAttributes": {i: {"VerificationStatus": s} for i, s in status.items()}}
+        identities = self.world.verified_identities(caller.account)
+        # identities never submitted for verification are left out of the answer (API reference
+        # GetIdentityVerificationAttributes); the scenario only knows which ones are verified
+        return {"VerificationAttributes": {i: {"VerificationStatus": "Success"} for i in params["Identities"]
+                                           if identities is None or i in identities}}
+
+    def send_email(self, caller: Caller, params: dict[str, Any]) -> dict[str, Any]:
+        identities = self.world.verified_identities(caller.account)
+        addresses = [params["Source"], *params["Destination"].get("ToAddresses", [])]
+        refused = [a for a in addresses if not verified(a, identities)]
+        if refused:
+            # SES developer guide, sandbox: "you can only send mail to verified email addresses and domains"
+            raise ModelError("MessageRejected", f"Email address is not verified. The following identities failed "
+                             f"the check in region {caller.region.upper()}: {', '.join(refused)}")  # fmt: skip
+        self.world.sent_mail.append((caller.account, params["Source"], tuple(addresses[1:])))
+        return {"MessageId": f"model-{len(self.world.sent_mail):08d}"}
+
+
+class Secrets:
+    """Secrets Manager values of the secrets the stacks created (GenerateSecretString filled in once)."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+        self.values: dict[str, str] = {}
+
+    def get_secret_value(self, caller: Caller, params: dict[str, Any]) -> dict[str, Any]:
+        secret_id = params["SecretId"]
+        try:
+            _, secret = self.world.stacks.find_resource(caller.account, caller.region, "AWS::SecretsManager::Secret",
+                                                        secret_id)  # fmt: skip
+        except KeyError:
+            raise ModelError("ResourceNotFoundException", "Secrets Manager can't find the specified secret.") from None
+        if secret.physical_id not in self.values:
+            self.values[secret.physical_id] = _generated(secret.physical_id, secret.properties)
+        return {"ARN": secret.physical_id, "Name": secret.name or secret.physical_id,
+                "SecretString": self.values[secret.physical_id]}
+
+
+def _generated(arn: str, properties: dict[str, Any]) -> str:
+    if "SecretString" in properties:
+        return str(properties["SecretString"])
+    spec = properties.get("GenerateSecretString") or {}
+    value = hashlib.sha256(arn.encode()).hexdigest()[: int(spec.get("PasswordLength", 32))]
+    if spec.get("SecretStringTemplate") and spec.get("GenerateStringKey"):
+        return json.dumps({**json.loads(spec["SecretStringTemplate"]), spec["GenerateStringKey"]: value})
+    return value

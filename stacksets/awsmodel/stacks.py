@@ -64,8 +64,11 @@ class Stacks:
                 for stack in stacks if stack.status != "DELETE_COMPLETE"]  # fmt: skip
 
     def find_resource(self, account: str, region: str | None, resource_type: str, name: str) -> tuple[Stack, Any]:
-        """The live stack and resource of this type and physical name (a bucket, repository, role ...)."""
-        for stack in self.live(account, region):
+        """The live stack and resource of this type and physical name (a bucket, repository, role ...), in stacks
+        being created too (a custom resource's function acts as a role its own stack just created)."""
+        for stack in list(self.engine.registry.stacks.values()):
+            if stack.account != account or region not in (None, stack.region):
+                continue
             for resource in stack.resources.values():
                 if resource.resource_type == resource_type and name in (resource.name, resource.physical_id):
                     return stack, resource

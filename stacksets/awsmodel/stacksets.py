@@ -24,7 +24,8 @@ Each rule names its source; docs/aws_model.md lists them all. The ones the orche
   instance is SKIPPED_SUSPENDED_ACCOUNT (StackInstanceComprehensiveStatus).
 - CallAs: service-managed StackSets live in the management account; a delegated administrator must say
   CallAs=DELEGATED_ADMIN or the StackSet is not found (aws-cloudformation/rain #585), and an account that is not a
-  delegated administrator is refused ("Account used is not a delegated administrator", terraform-provider-aws #32536).
+  delegated administrator is refused ("Account used is not a delegated administrator", terraform-provider-aws
+  PR #37069).
 """
 
 from __future__ import annotations
@@ -116,10 +117,20 @@ class StackSets:
         self.sets: dict[tuple[str, str, str], StackSet] = {}  # (owner account, region, name)
         self._ends: list[tuple[float, int, str, tuple[str, str, str]]] = []
         self._counter = itertools.count()
+        self._advancing = False
 
     # --- time ------------------------------------------------------------------------------------------------------
 
     def advance(self) -> None:
+        if self._advancing:
+            return  # a custom resource's own calls, made while an operation completes, must not complete others
+        self._advancing = True
+        try:
+            self._advance()
+        finally:
+            self._advancing = False
+
+    def _advance(self) -> None:
         now = self.world.now()
         while self._ends and self._ends[0][0] <= now:
             end, _, op_id, key = heapq.heappop(self._ends)
@@ -382,9 +393,9 @@ class StackSets:
         values = {}
         for parameter in params["ParameterOverrides"]:
             key = parameter["ParameterKey"]
-            if key not in s.parameters:
+            if key not in (parsed_template(s.body).get("Parameters") or {}):
                 # API reference UpdateStackInstances.ParameterOverrides: "You can only override the parameter
-                # values that are specified in the StackSet"
+                # values that are specified in the StackSet" (those of its template, defaulted ones included)
                 raise ModelError("ValidationError", f"ParameterOverrides: [{key}] is not a parameter of StackSet "
                                  f"{s.name}")  # fmt: skip
             values[key] = parameter.get("ParameterValue", "")
@@ -597,12 +608,17 @@ def _region_order(operation: Operation) -> list[str]:
 
 
 def _max_concurrent(preferences: dict[str, Any], count: int) -> int:
-    """Per Region; a percentage rounds down, to at least 1 (user guide "StackSet operation options")."""
+    """Per Region; a percentage rounds down, to at least 1 (botocore model StackSetOperationPreferences). Under
+    STRICT_FAILURE_TOLERANCE the concurrency is at most FailureToleranceCount + 1 (botocore model ConcurrencyMode)."""
     if "MaxConcurrentCount" in preferences:
-        return max(1, int(preferences["MaxConcurrentCount"]))
-    if "MaxConcurrentPercentage" in preferences:
-        return max(1, count * int(preferences["MaxConcurrentPercentage"]) // 100)
-    return 1
+        wanted = max(1, int(preferences["MaxConcurrentCount"]))
+    elif "MaxConcurrentPercentage" in preferences:
+        wanted = max(1, count * int(preferences["MaxConcurrentPercentage"]) // 100)
+    else:
+        wanted = 1
+    if preferences.get("ConcurrencyMode", "STRICT_FAILURE_TOLERANCE") == "STRICT_FAILURE_TOLERANCE":
+        wanted = min(wanted, _tolerance(preferences, count) + 1)
+    return wanted
 
 
 def _tolerance(preferences: dict[str, Any], count: int) -> int:
@@ -615,16 +631,10 @@ def _tolerance(preferences: dict[str, Any], count: int) -> int:
 
 
 def _check_preferences(preferences: dict[str, Any]) -> None:
-    """botocore model StackSetOperationPreferences: Count and Percentage exclude each other, and with
-    STRICT_FAILURE_TOLERANCE "MaxConcurrentCount is at most one more than the FailureToleranceCount"."""
+    """botocore model StackSetOperationPreferences: Count and Percentage exclude each other."""
     for kind in ("MaxConcurrent", "FailureTolerance"):
         if f"{kind}Count" in preferences and f"{kind}Percentage" in preferences:
             raise ModelError("ValidationError", f"specify {kind}Count or {kind}Percentage, not both")
-    strict = preferences.get("ConcurrencyMode", "STRICT_FAILURE_TOLERANCE") == "STRICT_FAILURE_TOLERANCE"
-    if strict and "MaxConcurrentCount" in preferences and "FailureToleranceCount" in preferences:
-        if preferences["MaxConcurrentCount"] > preferences["FailureToleranceCount"] + 1:
-            raise ModelError("ValidationError", "MaxConcurrentCount must be at most FailureToleranceCount + 1 with "
-                             "STRICT_FAILURE_TOLERANCE")  # fmt: skip
 
 
 def _paged(key: str, rows: list[Any], params: dict[str, Any]) -> dict[str, Any]:
