@@ -1,5 +1,5 @@
-"""The image builders: local docker against a fake `docker` on PATH (it logs its argv and how much it read on stdin),
-and the sandbox's simulated manifest. CodeBuild's side is in tests/test_executor_images.py."""
+"""The local docker builder against a stand-in `docker` on PATH (it logs its argv and how much it read on stdin), with
+the central account's ECR in the AWS model. CodeBuild's side is in tests/test_executor_images.py."""
 
 from __future__ import annotations
 
@@ -10,12 +10,14 @@ from typing import Any
 
 import pytest
 
+from stacksets.awsmodel.model import AwsModel
+from stacksets.awsmodel.services import ECR_PASSWORD
 from stacksets.builders import BuilderError, LocalDocker
 from stacksets.config import Config
 from stacksets.executor import Executor, Options, State
 from stacksets.plan import Plan, build_plan
+from tests.awsmodel_helpers import clients_for, copy_model, executor_for, model_for
 from tests.conftest import TEMPLATES
-from tests.fake_aws import ECR_PASSWORD, FakeAws, FakeClock
 
 REGISTRY = "222222222222.dkr.ecr.eu-west-1.amazonaws.com"
 
@@ -65,26 +67,36 @@ def plan(cfg: Config) -> Plan:
     return build_plan(cfg, TEMPLATES).only(["rstudio-images"], with_dependencies=False)
 
 
-@pytest.fixture
-def fake(docker_log: Path) -> FakeAws:
-    fake = FakeAws(FakeClock())
+@pytest.fixture(scope="module")
+def central(cfg: Config, tmp_path_factory: pytest.TempPathFactory) -> AwsModel:
+    """The central account with its repositories and publisher role, deployed once for the module."""
+    model = model_for(cfg)
+    report = executor_for(model, cfg, tmp_path_factory.mktemp("central")).deploy(
+        build_plan(cfg, TEMPLATES).only(["rstudio-central"]))
+    assert report.ok, {name: result.message for name, result in report.results.items()}
+    return model
 
-    def pushed() -> list[tuple[str, str]]:  # what the fake docker pushed is in the fake ECR
+
+@pytest.fixture
+def model(central: AwsModel, docker_log: Path, tmp_path: Path) -> AwsModel:
+    model = copy_model(central)
+
+    def pushed() -> list[tuple[str, str]]:  # what the docker stand-in pushed is in ECR
         refs = [entry["argv"][1] for entry in logged(docker_log) if entry["argv"][0] == "push"]
         return [tuple(ref.rsplit("/", 1)[1].split(":")) for ref in refs]  # type: ignore[misc]
 
-    fake.pushed = pushed
-    return fake
+    model.world.images.pushed_outside = pushed
+    return model
 
 
-def run(fake: FakeAws, plan: Plan, tmp_path: Path) -> Any:
-    executor = Executor(fake, options=Options(state_path=tmp_path / "state.json"), clock=fake.clock,
-                        sleep=fake.clock.sleep, builder=LocalDocker())  # fmt: skip
+def run(model: AwsModel, cfg: Config, plan: Plan, tmp_path: Path) -> Any:
+    executor = Executor(clients_for(model, cfg.default_region), options=Options(state_path=tmp_path / "state.json"),
+                        clock=model.clock, sleep=model.clock.sleep, builder=LocalDocker())  # fmt: skip
     return executor.deploy(plan)
 
 
-def test_logs_in_once_on_stdin_then_builds_and_pushes_each_missing_image(fake, plan, docker_log, tmp_path):
-    report = run(fake, plan, tmp_path)
+def test_logs_in_once_on_stdin_then_builds_and_pushes_each_missing_image(model, cfg, plan, docker_log, tmp_path):
+    report = run(model, cfg, plan, tmp_path)
 
     assert report.ok, report.results["rstudio-images"].message
     entries = logged(docker_log)
@@ -109,19 +121,19 @@ def test_logs_in_once_on_stdin_then_builds_and_pushes_each_missing_image(fake, p
     assert report.calls == {"docker push": 3}  # counted with the writes; nothing uploaded, no CodeBuild
 
 
-def test_present_images_are_not_built_again(fake, plan, docker_log, tmp_path):
-    run(fake, plan, tmp_path)
+def test_present_images_are_not_built_again(model, cfg, plan, docker_log, tmp_path):
+    run(model, cfg, plan, tmp_path)
     before = logged(docker_log)
-    again = run(fake, plan, tmp_path)
+    again = run(model, cfg, plan, tmp_path)
 
     assert again.ok and again.results["rstudio-images"].state is State.UNCHANGED
     assert logged(docker_log) == before and sum(again.calls.values()) == 0
 
 
-def test_a_failing_build_names_the_image_and_shows_the_end_of_its_output(fake, plan, docker_log, tmp_path,
+def test_a_failing_build_names_the_image_and_shows_the_end_of_its_output(model, cfg, plan, docker_log, tmp_path,
                                                                          monkeypatch):  # fmt: skip
     monkeypatch.setenv("FAKE_DOCKER_FAIL", "shiny")
-    report = run(fake, plan, tmp_path)
+    report = run(model, cfg, plan, tmp_path)
 
     images = report.results["rstudio-images"]
     assert images.state is State.FAILED
@@ -135,9 +147,9 @@ def test_a_failing_build_names_the_image_and_shows_the_end_of_its_output(fake, p
     assert pushed == ["rstudio", "bastion"]
 
 
-def test_a_refused_login_never_shows_the_password(fake, plan, docker_log, tmp_path, monkeypatch):
+def test_a_refused_login_never_shows_the_password(model, cfg, plan, docker_log, tmp_path, monkeypatch):
     monkeypatch.setenv("FAKE_DOCKER_FAIL", "login")
-    report = run(fake, plan, tmp_path)
+    report = run(model, cfg, plan, tmp_path)
 
     images = report.results["rstudio-images"]
     assert images.state is State.FAILED and "failed in phase docker login: exit status 1" in images.message

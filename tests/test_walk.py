@@ -1,5 +1,5 @@
 """The walk on its own, with steps that only park: readiness order, parking without a worker, failure propagation,
-and a stop that skips what has not started. No AWS, and time is a FakeClock that only the walk's sleep moves."""
+and a stop that skips what has not started. No AWS, and time is a ManualClock that only the walk's sleep moves."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ from typing import Generator
 
 import pytest
 
+from stacksets.awsmodel.clock import ManualClock
 from stacksets.config import CallAs, PermissionModel
 from stacksets.plan import Node, Plan, Targets
 from stacksets.results import Event, State
 from stacksets.run import Options, Run
 from stacksets.walk import Park, Verdict, walk
-from tests.fake_aws import FakeClock
 
 
 class Stop(Exception):
@@ -31,9 +31,9 @@ def judge(error: Exception) -> Verdict:
 
 
 def run_walk(the_plan: Plan, behaviour: dict[str, tuple[float, Exception | None]], workers: int = 1,
-             events: list[Event] | None = None) -> tuple[Run, FakeClock]:  # fmt: skip
+             events: list[Event] | None = None) -> tuple[Run, ManualClock]:  # fmt: skip
     """Each step parks for its seconds, then raises its error or succeeds."""
-    clock = FakeClock()
+    clock = ManualClock()
     run = Run(None, Options(max_workers=workers, state_path=Path("unused")), clock=clock, sleep=clock.sleep,
               random=lambda: 0.5, on_event=(events if events is not None else []).append,
               total=len(the_plan.nodes))  # fmt: skip

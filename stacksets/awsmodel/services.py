@@ -26,7 +26,7 @@ import re
 import zipfile
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from stacksets.awsmodel.adapter import ModelError
 from stacksets.awsmodel.custom import verified
@@ -272,6 +272,9 @@ class Images:
         self.tags: dict[tuple[str, str, str], set[str]] = {}  # (account, region, repository) -> tags
         self.builds: dict[str, Build] = {}
         self._serial = itertools.count(1)
+        # `docker push` speaks the registry protocol, which the model does not serve: a test that runs a docker
+        # stand-in says here which (repository, tag) it pushed
+        self.pushed_outside: Callable[[], Iterable[tuple[str, str]]] = _nothing_pushed
 
     def _repository(self, caller: Caller, name: str) -> set[str]:
         try:
@@ -279,7 +282,9 @@ class Images:
         except KeyError:
             raise ModelError("RepositoryNotFoundException", f"The repository with name '{name}' does not exist in "
                              f"the registry with id '{caller.account}'") from None  # fmt: skip
-        return self.tags.setdefault((caller.account, caller.region, name), set())
+        tags = self.tags.setdefault((caller.account, caller.region, name), set())
+        tags |= {tag for repository, tag in self.pushed_outside() if repository == name}
+        return tags
 
     def describe_images(self, caller: Caller, params: dict[str, Any]) -> dict[str, Any]:
         tags = self._repository(caller, params["repositoryName"])
@@ -370,6 +375,10 @@ class Images:
         if build.reason:
             lines.append(build.reason)
         return {"events": [{"timestamp": 0, "message": line + "\n"} for line in lines]}
+
+
+def _nothing_pushed() -> Iterable[tuple[str, str]]:
+    return ()
 
 
 def _context_tag_of(archive: bytes) -> str:
