@@ -75,6 +75,12 @@ class Override:
 
 
 @dataclass(frozen=True)
+class DeclaredParameter:
+    default: str | None
+    no_echo: bool
+
+
+@dataclass(frozen=True)
 class Node:
     name: str
     template_file: str
@@ -89,6 +95,8 @@ class Node:
     depends_on: tuple[str, ...] = ()
     auto_deployment: bool = False
     capabilities: tuple[str, ...] = ("CAPABILITY_NAMED_IAM",)
+    # the template's parameters, read once when the plan is built: the diff compares against their defaults
+    declared: tuple[tuple[str, DeclaredParameter], ...] = ()
 
     @property
     def needs_s3(self) -> bool:
@@ -288,12 +296,6 @@ def _cloudformation_problem(body: str) -> str:
     return _read_template(body)[0]
 
 
-@dataclass(frozen=True)
-class DeclaredParameter:
-    default: str | None
-    no_echo: bool
-
-
 def declared_parameters(body: str) -> dict[str, DeclaredParameter]:
     """The template's parameters with their defaults (as DescribeStackSet reports them) and NoEcho flags."""
     declared = _read_template(body)[1].get("Parameters") or {}
@@ -349,6 +351,7 @@ def build_plan(cfg: Config, templates_dir: Path, container_dir: Path = CONTAINER
     def node(name: str, targets: Targets, depends_on: Iterable[str] = (), **extra: object) -> Node:
         file_name, body, digest = _template(templates_dir, name)
         return Node(name=name, template_file=file_name, template_body=body, template_sha256=digest, targets=targets,
+                    declared=tuple(sorted(declared_parameters(body).items())),
                     permission_model=cfg.stacksets.permission_model, call_as=call_as,
                     operation_preferences=operation_preferences(cfg.stacksets.rollout, targets.regions),
                     depends_on=tuple(sorted(depends_on)), **extra)  # type: ignore[arg-type]  # fmt: skip

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from stacksets.actions.context import Context
-from stacksets.plan import DeclaredParameter, Node, declared_parameters
+from stacksets.plan import DeclaredParameter, Node
 from stacksets.results import NodeDiff
 
 MASKED = "****"  # how DescribeStackSet shows a NoEcho parameter's value
@@ -36,7 +36,7 @@ def diff_stackset(ctx: Context, node: Node, strict: bool, live: dict[str, Any] |
         elif pair in overrides and api.instance_overrides(*pair) != overrides[pair]:
             update.append(pair)
     prune = ctx.run.options.prune
-    parameters_changed = _parameters_differ(live_params, params, declared_parameters(node.template_body))
+    parameters_changed = _parameters_differ(live_params, params, dict(node.declared))
     return NodeDiff(node.name, True, live.get("TemplateBody") != node.template_body, parameters_changed, params,
                     create=tuple(p for p in desired if p not in existing), retry=tuple(retry), update=tuple(update),
                     delete=extra if prune else (), orphaned=() if prune else extra,

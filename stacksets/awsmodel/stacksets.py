@@ -104,6 +104,7 @@ class StackSet:
     operations: dict[str, Operation] = field(default_factory=dict)
     drift_status: str = "NOT_CHECKED"
     drift_checked: float | None = None
+    declared: dict[str, Any] = field(default_factory=dict)  # the template's Parameters, read when it was set
 
     def busy(self) -> Operation | None:
         return next((op for op in self.operations.values() if op.status in IN_FLIGHT), None)
@@ -213,6 +214,7 @@ class StackSets:
                             body, parameters, model, list(params.get("Capabilities", [])),
                             bool(params.get("ManagedExecution", {}).get("Active")),
                             dict(params.get("AutoDeployment", {})))  # fmt: skip
+        stackset.declared = dict(parsed_template(body).get("Parameters") or {})
         self.sets[key] = stackset
         return {"StackSetId": stackset.id}
 
@@ -253,7 +255,7 @@ class StackSets:
 
     def describe_stack_set(self, caller: Caller, params: dict[str, Any]) -> dict[str, Any]:
         s = self.get(caller, params)
-        declared = parsed_template(s.body).get("Parameters") or {}
+        declared = s.declared
         parameters = []
         for key in sorted(set(declared) | set(s.parameters)):
             value = s.parameters.get(key, str(declared.get(key, {}).get("Default", "")))
@@ -292,6 +294,7 @@ class StackSets:
         self._check_capabilities(body, params.get("Capabilities", []))
         operation = self._start(s, params, "UPDATE", sorted(s.instances), overrides=None)
         s.body, s.parameters, s.capabilities = body, parameters, list(params.get("Capabilities", []))
+        s.declared = dict(parsed_template(body).get("Parameters") or {})
         for instance in s.instances.values():
             if instance.detailed != "INOPERABLE":
                 instance.status = "OUTDATED"
@@ -393,7 +396,7 @@ class StackSets:
         values = {}
         for parameter in params["ParameterOverrides"]:
             key = parameter["ParameterKey"]
-            if key not in (parsed_template(s.body).get("Parameters") or {}):
+            if key not in s.declared:
                 # API reference UpdateStackInstances.ParameterOverrides: "You can only override the parameter
                 # values that are specified in the StackSet" (those of its template, defaulted ones included)
                 raise ModelError("ValidationError", f"ParameterOverrides: [{key}] is not a parameter of StackSet "
