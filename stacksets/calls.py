@@ -2,8 +2,9 @@
 explained.
 
 This is the only retry layer: botocore makes exactly one attempt (`Clients._config`), so every attempt is counted
-here and every backoff sleeps on the injected clock. Retries are bounded by the backoff time spent on one call, not
-by a count, so a long burst of throttling is ridden out as long as it ends within RETRY_BUDGET_S.
+here and every backoff sleeps on the injected clock. Requests are paced per client first (stacksets/pacing.py), so
+a burst of calls waits its turn instead of being throttled. Retries are bounded by the backoff time spent on one
+call, not by a count, so a long burst of throttling is ridden out as long as it ends within RETRY_BUDGET_S.
 """
 
 from __future__ import annotations
@@ -59,16 +60,24 @@ class RetriesExhausted(AwsError):
 def call(run: Run, client: Any, api: str, **kwargs: Any) -> Any:
     """One AWS call: transient errors retried with full-jitter exponential backoff, credential errors explained."""
     spent = 0.0
+    pacer = run.pacer(client)
     for attempt in itertools.count():
+        wait = pacer.reserve()
+        if wait:
+            run.sleep(wait)
         run.count(api, mutating=api in MUTATING)
         try:
-            return getattr(client, api)(**kwargs)
+            answer = getattr(client, api)(**kwargs)
+            pacer.answered()
+            return answer
         except (NoCredentialsError, TokenRetrievalError) as error:
             raise CredentialsError(str(explain(error))) from None
         except ClientError as error:
             code = error_code(error)
             if code in CREDENTIAL_ERRORS:
                 raise CredentialsError(str(explain(error))) from None
+            if code in THROTTLING:
+                pacer.throttled()
             if code not in TRANSIENT:
                 raise
             last: Exception = error

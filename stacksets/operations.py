@@ -23,6 +23,8 @@ from stacksets.walk import Park
 
 IN_FLIGHT = {"RUNNING", "QUEUED", "STOPPING"}
 MAX_POLL_S = 30.0  # performance review §3.1: 1.042x of the critical path at 30, 1.083x at 60
+MAX_POLL_CAP_S = 120.0
+POLLS_PER_S = 4.0  # well inside the paced request rate of the admin account's CloudFormation client
 
 
 class Deadline:
@@ -43,11 +45,22 @@ class Deadline:
 
 
 def backoff(run: Run) -> Generator[float, None, None]:
-    """Poll intervals: `poll_s`, doubling up to MAX_POLL_S."""
+    """Poll intervals: `poll_s`, doubling up to a cap that grows with the operations being polled at once, so that
+    together they poll about POLLS_PER_S times a second: every 30 s each with a handful in flight (the review's
+    1.04 x of the critical path), less often when a rollout waits on hundreds, whose polls would otherwise queue
+    behind each other or be throttled."""
+    with run.lock:
+        run.waiting += 1
     delay = run.options.poll_s
-    while True:
-        yield delay
-        delay = min(delay * 2, MAX_POLL_S)
+    try:
+        while True:
+            cap = min(MAX_POLL_CAP_S, max(MAX_POLL_S, run.waiting / POLLS_PER_S))
+            delay = min(delay, cap)
+            yield delay
+            delay = min(delay * 2, cap)
+    finally:
+        with run.lock:
+            run.waiting -= 1
 
 
 class Operations:

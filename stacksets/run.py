@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from stacksets.pacing import Pacer
 from stacksets.results import Event, Report, State, TimelineEntry
 
 CURRENT_STACKSET: ContextVar[str] = ContextVar("current_stackset", default="")
@@ -49,6 +50,12 @@ class Run:
         self.outputs: dict[tuple[str, str, str], dict[str, str]] = {}  # (stackset, account, region) -> outputs
         self.org_cache: dict[str, Any] = {}  # OU -> organization.Members under it
         self.management_account: str | None = None
+        self.pacers: dict[int, Pacer] = {}  # id(client) -> its pacing (clients are cached, one per account/service)
+        self.waiting = 0  # operations and builds being polled right now (see operations.backoff)
+
+    def pacer(self, client: Any) -> Pacer:
+        with self.lock:
+            return self.pacers.setdefault(id(client), Pacer(self.clock))
 
     def since_start(self, at: float | None = None) -> float:
         return (self.clock() if at is None else at) - self.started

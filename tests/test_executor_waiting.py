@@ -48,9 +48,10 @@ def test_twenty_operations_wait_side_by_side_on_two_workers(cfg: Config, central
 
     assert report.ok, {n: r.message for n, r in report.results.items()}
     starts = [call.at for call in model.log if call.api == "create_stack_instances"]
-    assert len(starts) == 20 and max(starts) == 0  # all in flight at once, not two at a time
-    # noticed at the first poll after 600 s (0, 15, 45, ... 615), instead of 10 rounds of it
-    assert report.elapsed == pytest.approx(615)
+    # all in flight at once (within the seconds the client-side pacing spreads 80 first calls over), not two at a time
+    assert len(starts) == 20 and max(starts) < 15
+    # each noticed at its first poll after 600 s, instead of 10 rounds of 600 s
+    assert report.elapsed < 660
 
 
 def test_the_time_limit_applies_per_operation_not_per_run(cfg: Config, central: Plan, tmp_path: Path) -> None:
