@@ -200,3 +200,27 @@ def test_a_certificate_waits_for_its_zone_to_be_delegated(cfg, plan, tmp_path):
     report = executor_for(model, cfg, tmp_path).deploy(early)
     [failure] = report.results["rstudio-dev"].failures
     assert any(e.startswith("Certificate (AWS::CertificateManager::Certificate) CREATE_FAILED") for e in failure.events)
+
+
+def test_r4_an_instance_leaves_the_config_while_the_network_override_still_names_it(cfg, plan, tmp_path):
+    """Retiring prod drops the ProdNameServers parameter from rstudio-network, whose live instance still carries that
+    override: the overrides are narrowed first, then the template is updated (CloudFormation refuses a stack update
+    with a parameter its template does not declare)."""
+    from generator.render import render_all
+    from stacksets.config import parse_config
+
+    model = model_for(cfg)
+    assert executor_for(model, cfg, tmp_path).deploy(plan.only(["rstudio-network"])).ok
+    data = cfg.model_dump(mode="json", exclude_none=True)
+    del data["instances"]["prod"]
+    smaller = parse_config(data)
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    for name, body in render_all(smaller).templates.items():
+        (templates / name).write_bytes(body)
+    retired = build_plan(smaller, templates).only(["rstudio-network"])
+    report = executor_for(model, smaller, tmp_path).deploy(retired)
+    assert report.ok, messages(report)
+    [network] = [s for (_, _, name), s in model.world.stacksets.sets.items() if name == "rstudio-network"]
+    [instance] = network.instances.values()
+    assert set(instance.overrides) == {"DevNameServers"} and instance.stack.status == "UPDATE_COMPLETE"

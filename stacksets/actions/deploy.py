@@ -3,6 +3,7 @@ the outputs its dependents consume."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -15,7 +16,7 @@ from stacksets.config import PermissionModel
 from stacksets.parameters import api_parameters
 from stacksets.plan import Node, Plan
 from stacksets.results import NodeFailed, State
-from stacksets.targets import call_groups, recorded_units, target_arguments
+from stacksets.targets import Overrides, Pair, call_groups, recorded_units, target_arguments
 
 
 def deploy_stackset(ctx: Context, node: Node, plan: Plan) -> Steps[State]:
@@ -31,6 +32,8 @@ def deploy_stackset(ctx: Context, node: Node, plan: Plan) -> Steps[State]:
     if live is None:
         create_stack_set(ctx, node, params)
     elif change.template_changed or change.parameters_changed:
+        narrowed = yield from narrow_stale_overrides(ctx, node, live, instances, overrides)
+        change = replace(change, update=tuple(p for p in change.update if p not in narrowed))
         yield from operations.perform(api, "update_stack_set", Parameters=api_parameters(params),
                                       Capabilities=list(node.capabilities), **preferences,
                                       **ctx.staging.template_argument(node))  # fmt: skip
@@ -55,6 +58,25 @@ def deploy_stackset(ctx: Context, node: Node, plan: Plan) -> Steps[State]:
         raise NodeFailed(f"{len(failures)} stack instance(s) failed", failures)
     ctx.parameters.collect_outputs(node, plan, current)
     return State.SUCCEEDED if change.changed or reattached else State.UNCHANGED
+
+
+def narrow_stale_overrides(ctx: Context, node: Node, live: dict[str, Any], instances: list[dict[str, Any]],
+                           overrides: Overrides) -> Steps[list[Pair]]:  # fmt: skip
+    """Instances whose overrides name a parameter the new template drops get their new overrides before the
+    template changes: an instance stack updated with a parameter its template does not declare fails ("Parameters:
+    [X] do not exist in the template", as for any stack update). Returns the pairs already updated."""
+    dropped = {p["ParameterKey"] for p in live.get("Parameters", [])} - {key for key, _ in node.declared}
+    if not dropped:
+        return []
+    api = ctx.api(node)
+    stale = [pair for pair in ((i["Account"], i["Region"]) for i in instances)
+             if dropped & set(api.instance_overrides(*pair))]  # fmt: skip
+    for regions, accounts, values in call_groups(stale, overrides):
+        yield from ctx.operations.perform(api, "update_stack_instances", Regions=regions,
+                                          ParameterOverrides=api_parameters(values),
+                                          OperationPreferences=node.operation_preferences,
+                                          **target_arguments(node, accounts, recorded_units(instances)))  # fmt: skip
+    return stale
 
 
 def create_stack_set(ctx: Context, node: Node, params: dict[str, str]) -> None:
