@@ -12,9 +12,11 @@ from __future__ import annotations
 import threading
 from typing import Callable
 
-START_RATE = 8.0  # requests per second per client
+# requests per second per client, and the bucket: 90 % of a token bucket of 10/s and 40 (the shape the AWS model
+# assumes, AWS publishing none), so that pacing and a bucket of that shape never meet at the same instant
+START_RATE = 9.0
 MIN_RATE = 0.5
-BURST = 20.0
+BURST = 36.0
 RECOVERY = 0.1  # requests per second regained after each unthrottled request
 
 

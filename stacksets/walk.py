@@ -53,6 +53,8 @@ class _Walk:
         self.run, self.work, self.verb, self.judge = run, work, verb, judge
         self.steps = plan.steps()
         self.sorter = plan.sorter()
+        urgency = plan.urgency()
+        self.first = lambda name: (-urgency[name][0], -urgency[name][1], name)
         self.stop: list[tuple[Exception, str]] = []  # the error that stops the run, and why
         self.running: dict[Future[_Parked | None], str] = {}
         self.parked: list[tuple[float, int, str, Generator[Park, None, State]]] = []  # a heap by due time
@@ -68,7 +70,7 @@ class _Walk:
                 self.run.sleep(max(0.0, self.parked[0][0] - self.run.clock()))
 
     def _start_ready(self, pool: ThreadPoolExecutor) -> None:
-        for name in sorted(self.sorter.get_ready()):
+        for name in sorted(self.sorter.get_ready(), key=self.first):
             why_not = self._why_not_start(self.steps[name])
             if why_not:
                 self.run.finish(name, State.SKIPPED, why_not)

@@ -143,8 +143,8 @@ def test_builds_run_side_by_side_and_polling_follows_the_options(central, cfg, p
     assert report.ok
     apis = [call.api for call in central.log if call.api in ("start_build", "batch_get_builds")]
     assert apis[:3] == ["start_build"] * 3  # every build started before the first poll
-    assert apis.count("batch_get_builds") == 4  # three polls IN_PROGRESS (0, 5, 15 s), then all three done (35 s)
-    assert central.clock.sleeps[-3:] == [5, 10, 20]
+    assert apis.count("batch_get_builds") == 4  # three polls IN_PROGRESS (0, 5, 15 s), then all three done (30 s)
+    assert central.clock.sleeps[-3:] == [5, 10, 15]  # doubling, capped at 15 s with few waits in flight
     assert [kw["ids"] for kw in central.calls_for("batch_get_builds")][0] == list(central.world.images.builds)
 
 

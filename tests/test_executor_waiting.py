@@ -59,7 +59,7 @@ def test_the_time_limit_applies_per_operation_not_per_run(cfg: Config, central: 
     report = executor_for(model, cfg, tmp_path, timeout_s=3600).deploy(stacksets(central, 6, chained=True))
 
     assert report.ok, {n: r.message for n, r in report.results.items()}
-    assert report.elapsed > 6 * 1200  # far beyond one time limit: the chain as a whole may take that long
+    assert report.elapsed >= 6 * 1200  # far beyond one time limit: the chain as a whole may take that long
     assert [entry.stackset for entry in report.timeline if entry.operation == "create_stack_instances"] == [
         f"rstudio-set{i:02d}" for i in range(6)]  # fmt: skip
 
@@ -90,5 +90,5 @@ def test_each_operation_polls_on_its_own_backoff(cfg: Config, central: Plan, tmp
     creates = [(call.at, call.params["StackSetName"]) for call in model.log if call.api == "create_stack_instances"]
     (_, late), (_, early) = creates[0], creates[1]
     assert creates[1:] == [(0, early), (15, late)]  # refused at 0, started after 15 s
-    assert polls(early) == [0, 15, 45, 75, 105, 135, 165, 195, 225]  # 15 s doubling, capped at 30
+    assert polls(early) == [15 * i for i in range(15)]  # every 15 s: few operations are in flight
     assert polls(late) == [15 + at for at in polls(early)]
