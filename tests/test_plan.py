@@ -212,3 +212,12 @@ def test_operation_preferences_follow_the_rollout(cfg):
     assert operation_preferences(cfg.stacksets.rollout, ("us-east-1", "eu-west-1"))["RegionOrder"] == [
         "us-east-1", "eu-west-1",
     ]  # fmt: skip
+
+
+def test_urgency_puts_what_most_steps_wait_for_first(cfg):
+    plan = build_plan(cfg, TEMPLATES)
+    urgency = plan.urgency()
+    ranked = sorted(urgency, key=lambda name: (-urgency[name][0], -urgency[name][1], name))
+    assert ranked[:2] == ["rstudio-bootstrap", "rstudio-data"]  # the longest chains start there
+    assert urgency["rstudio-bootstrap"] == (4, len(plan.steps()) - 1)  # everything waits for it
+    assert urgency["rstudio-dev"] == (1, 0)
