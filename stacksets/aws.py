@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -49,6 +50,7 @@ def _unknown_profile(profile: str, from_environment: bool = False) -> ProfileNot
                                 f"{', '.join(known)}); {fix} or pass one of those")  # fmt: skip
 
 
+ASSUME_ATTEMPTS = 6
 CREDENTIAL_ERRORS = {"ExpiredToken", "ExpiredTokenException", "InvalidClientTokenId", "UnrecognizedClientException",
                      "RequestExpired"}  # fmt: skip
 
@@ -83,6 +85,7 @@ class Clients:
     # passes through (the AWS model installs itself there, under the real botocore client).
     credentials: Mapping[str, str] | None = None
     on_client: Callable[[Any], None] | None = None
+    sleep: Callable[[float], None] = time.sleep  # the AWS model's simulated clock in the sandbox and tests
     _session: Any = field(default=None, init=False, repr=False)
     _cache: dict[tuple[str, ...], Any] = field(default_factory=dict, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
@@ -127,6 +130,24 @@ class Clients:
         return self._assumed(IMAGE_PUBLISHER_ROLE, account, region, service,
                              "is the rstudio-central StackSet deployed?")  # fmt: skip
 
+    def _assume_role(self, role_arn: str, hint: str) -> dict[str, Any]:
+        """AssumeRole, retried while throttled: a rollout assumes the reader role in every target account within
+        seconds, and botocore makes one attempt only (the executor's retry layer does not see this call, which
+        botocore makes whenever the credentials need refreshing)."""
+        for attempt in range(ASSUME_ATTEMPTS):
+            try:
+                return self.client("sts").assume_role(RoleArn=role_arn, RoleSessionName="rstudio-fargate")
+            except ClientError as error:
+                code = error.response.get("Error", {}).get("Code", "")
+                if code in ("Throttling", "ThrottlingException", "RequestLimitExceeded") and \
+                        attempt < ASSUME_ATTEMPTS - 1:  # fmt: skip
+                    self.sleep(min(8.0, 0.5 * 2**attempt))
+                    continue
+                raise AwsError(f"cannot assume {role_arn}: {explain(error)}; {hint}") from None
+            except Exception as error:  # noqa: BLE001 - worded for the user below
+                raise AwsError(f"cannot assume {role_arn}: {explain(error)}; {hint}") from None
+        raise AssertionError("unreachable")
+
     def _assumed(self, role: str, account: str, region: str, service: str, hint: str) -> Any:
         key = (role, account, region, service)
         with self._lock:
@@ -137,10 +158,7 @@ class Clients:
         role_arn = f"arn:{partition}:iam::{account}:role/{role}"
 
         def assume() -> dict[str, str]:
-            try:
-                found = self.client("sts").assume_role(RoleArn=role_arn, RoleSessionName="rstudio-fargate")
-            except Exception as error:  # noqa: BLE001 - worded for the user below
-                raise AwsError(f"cannot assume {role_arn}: {explain(error)}; {hint}") from None
+            found = self._assume_role(role_arn, hint)
             credentials = found["Credentials"]
             return {"access_key": credentials["AccessKeyId"], "secret_key": credentials["SecretAccessKey"],
                     "token": credentials["SessionToken"],

@@ -80,8 +80,8 @@ class Sandbox:
 
     def clients(self) -> Clients:
         assert self.model is not None
-        return Clients(self.cfg.default_region, endpoint_url=CLOSED_ENDPOINT,
-                       credentials=self.model.admin_credentials, on_client=self.model.install)  # fmt: skip
+        return Clients(self.cfg.default_region, endpoint_url=CLOSED_ENDPOINT, credentials=self.model.admin_credentials,
+                       on_client=self.model.install, sleep=self.model.clock.sleep)  # fmt: skip
 
     @property
     def operations_file(self) -> Path | None:

@@ -34,7 +34,8 @@ def clients_for(model: AwsModel, region: str, *hooks: Callable[[Any], None]) -> 
         for hook in hooks:
             hook(client)
 
-    return Clients(region, endpoint_url=CLOSED_ENDPOINT, credentials=model.admin_credentials, on_client=install)
+    return Clients(region, endpoint_url=CLOSED_ENDPOINT, credentials=model.admin_credentials, sleep=model.clock.sleep,
+                   on_client=install)
 
 
 def executor_for(model: AwsModel, cfg: Config, tmp_path: Path, events: list[Event] | None = None,

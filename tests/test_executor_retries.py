@@ -92,3 +92,16 @@ def test_a_refused_call_is_not_retried(model: AwsModel, cfg: Config, plan: Plan,
     assert "AccessDenied" in report.results["rstudio-bootstrap"].message
     assert report.calls_by_stackset["rstudio-bootstrap"]["create_stack_set"] == 1
     assert model.clock.sleeps == []
+
+
+def test_a_throttled_assume_role_is_retried(cfg) -> None:
+    """A rollout assumes the reader role in every target account within seconds; botocore makes one attempt, and
+    this call is outside the executor's retry layer, so Clients retries it itself."""
+    from tests.awsmodel_helpers import clients_for, model_for
+
+    model = model_for(cfg)
+    clients = clients_for(model, cfg.default_region)
+    model.fail_next("assume_role", "Throttling", times=3)
+    with pytest.raises(Exception, match="cannot assume"):
+        clients.reader("555555555555", cfg.default_region)  # throttled three times, then no such role yet
+    assert model.calls["assume_role"] == 4 and model.clock() == pytest.approx(0.5 + 1 + 2)
