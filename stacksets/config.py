@@ -684,7 +684,6 @@ def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: b
 
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 # The rehearsal scenario file (stacksets/awsmodel/scenario.py) is read and checked the same way as config.yaml.
-UniqueKeyLoader = _UniqueKeyLoader
 matching = _pattern
 
 
@@ -719,21 +718,27 @@ def parse_config(data: Any) -> Config:
         raise ConfigError(_describe(error)) from None
 
 
-def load_config(path: str | Path) -> Config:
-    """Read and validate config.yaml; the only way the rest of the code gets a Config."""
-    path = Path(path)
+def read_yaml(path: Path, missing: str) -> Any:
+    """A YAML file's data, duplicate keys refused; ConfigError naming the file (and `missing`: what to do when it
+    does not exist) otherwise."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file; pass --config PATH or copy the example config.yaml") from None
+        raise ConfigError(f"{path}: no such file; {missing}") from None
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigError(f"{path}: cannot read it ({error})") from None
     try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - SafeLoader subclass
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - SafeLoader subclass
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML: {error}") from None
-    except ConfigError as error:
+    except ConfigError as error:  # the loader's duplicate-key refusal
         raise ConfigError(f"{path}: {error}") from None
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate config.yaml; the only way the rest of the code gets a Config."""
+    path = Path(path)
+    data = read_yaml(path, "pass --config PATH or copy the example config.yaml")
     try:
         return parse_config(data)
     except ConfigError as error:

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import botocore.session
-import yaml
 from botocore import xform_name
 from pydantic import (
     AfterValidator,
@@ -46,8 +45,8 @@ from stacksets.config import (
     OrganizationalUnitId,
     PermissionModel,
     Region,
-    UniqueKeyLoader,
     matching,
+    read_yaml,
 )
 from stacksets.errors import UserError
 
@@ -461,17 +460,9 @@ def _describe(error: ValidationError) -> str:
 
 def _read(path: Path) -> Any:
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ScenarioError(f"{path}: no such file; pass --scenario PATH, e.g. one of examples/scenarios/") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise ScenarioError(f"{path}: cannot read it ({error})") from None
-    try:
-        return yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 - SafeLoader subclass
-    except yaml.YAMLError as error:
-        raise ScenarioError(f"{path}: not valid YAML: {error}") from None
-    except ConfigError as error:  # the loader's duplicate-key refusal
-        raise ScenarioError(f"{path}: {error}") from None
+        return read_yaml(path, "pass --scenario PATH, e.g. one of examples/scenarios/")
+    except ConfigError as error:
+        raise ScenarioError(str(error)) from None
 
 
 def load_scenario(path: Path | None) -> Scenario:
