@@ -621,3 +621,17 @@ def test_strict_failure_tolerance_lowers_the_concurrency(cfg: Config) -> None:
     assert op_status(cfn, operation) == "RUNNING"  # two batches of two, not one batch of four
     model.clock.sleep(60)
     assert op_status(cfn, operation) == "SUCCEEDED"
+
+
+def test_ss_at_most_stack_instances_per_operation_run_at_once(cfg: Config) -> None:
+    """MaxConcurrentPercentage 100 over four accounts, but a scenario that allows 2 instances per operation at once:
+    two batches."""
+    model = model_for(cfg, scenario(durations={"default": 60}, limits={"stack_instances_per_operation": 2}))
+    cfn = cfn_of(model)
+    new_set(cfn)
+    operation = deploy(cfn, [CENTRAL, NETWORK, DATA, DEV], OperationPreferences={
+        "MaxConcurrentPercentage": 100, "FailureTolerancePercentage": 100, "ConcurrencyMode": "SOFT_FAILURE_TOLERANCE"})
+    model.clock.sleep(60)
+    assert op_status(cfn, operation) == "RUNNING"
+    model.clock.sleep(60)
+    assert op_status(cfn, operation) == "SUCCEEDED"

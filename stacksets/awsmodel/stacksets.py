@@ -164,7 +164,7 @@ class StackSets:
         times = []
         for region in regions:
             count = sum(1 for _, r in operation.pairs if r == region)
-            times.append(math.ceil(count / _max_concurrent(operation.preferences, count)) * per_instance)
+            times.append(math.ceil(count / self._batch(operation, count)) * per_instance)
         if not times:
             return 0.0
         parallel = operation.preferences.get("RegionConcurrencyType") == "PARALLEL"
@@ -528,9 +528,14 @@ class StackSets:
         if tolerance_exceeded:
             operation.reason = "The Operation failed because the failure tolerance was exceeded in a Region"
 
+    def _batch(self, operation: Operation, count: int) -> int:
+        """How many of a Region's instances run at once: the preferences, within "the maximum speed of deployment"
+        of 100 concurrent stack instances per StackSet (user guide, StackSets concepts; the scenario may change it)."""
+        return min(_max_concurrent(operation.preferences, count), self.world.limits.stack_instances_per_operation)
+
     def _run_region(self, s: StackSet, operation: Operation, pairs: list[tuple[str, str]]) -> bool:
         """True when this Region's failures exceeded the tolerance (its remaining instances are then CANCELLED)."""
-        batch = _max_concurrent(operation.preferences, len(pairs))
+        batch = self._batch(operation, len(pairs))
         tolerance = _tolerance(operation.preferences, len(pairs))
         failures = 0
         for start in range(0, len(pairs), batch):
