@@ -123,13 +123,17 @@ def _admin_clients(args: argparse.Namespace, cfg: Config) -> Any:
     return args.admin_clients
 
 
-def _plan(args: argparse.Namespace, cfg: Config) -> Any:
+def _plan(args: argparse.Namespace, cfg: Config, removing: bool = False) -> Any:
+    """The plan, narrowed by --only: to what those StackSets need (deploy, plan ...), or when `removing` (destroy) to
+    what stands on them, never what they stand on."""
     from stacksets.plan import PlanError, build_plan
 
     _admin_clients(args, cfg)
     try:
         plan = build_plan(cfg, Path(args.templates), Path(args.container))
-        return plan.only(args.only) if args.only else plan
+        if not args.only:
+            return plan
+        return plan.with_dependents(args.only) if removing else plan.only(args.only)
     except PlanError as error:
         raise ConfigError(str(error)) from None
 
@@ -328,7 +332,7 @@ def cmd_destroy(args: argparse.Namespace, cfg: Config) -> int:
     """Delete the StackSets in reverse dependency order, instances before sets; retained data is named, not deleted."""
     from stacksets.report import retained_text, summary_table
 
-    plan = _plan(args, cfg)
+    plan = _plan(args, cfg, removing=True)
     with _aws(args, cfg) as aws:
         names = ", ".join(plan.reversed().order())
         if not _confirm(args, f"destroy {names}"):
@@ -463,7 +467,9 @@ def build_parser() -> argparse.ArgumentParser:
         command = commands.add_parser(name, parents=parents, help=handler.__doc__, description=handler.__doc__)
         command.set_defaults(handler=handler)
         command.add_argument("--only", nargs="+", metavar="STACKSET",
-                             help="these StackSets (or rstudio-images) and what they depend on")  # fmt: skip
+                             help="these StackSets and what depends on them (never what they depend on)"
+                             if name == "destroy" else
+                             "these StackSets (or rstudio-images) and what they depend on")  # fmt: skip
         if name == "plan":
             command.add_argument("--json", action="store_true", help="machine-readable output")
         if name == "deploy":

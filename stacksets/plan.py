@@ -20,7 +20,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Iterable, Union
+from typing import Callable, Iterable, Union
 
 import yaml
 from cfn_tools import load_yaml
@@ -246,18 +246,36 @@ class Plan:
         return Plan(nodes)
 
     def only(self, names: Iterable[str], with_dependencies: bool = True) -> Plan:
+        """These steps, and what they depend on (what a deploy of them needs first)."""
+        wanted = self._known(names)
+        if with_dependencies:
+            wanted = self._closure(wanted, lambda name: self.steps()[name].depends_on)
+        return self._restricted(wanted)
+
+    def with_dependents(self, names: Iterable[str]) -> Plan:
+        """These steps, and what depends on them, never what they depend on: what a destroy of them must remove
+        first (an instance StackSet before the zone it delegates), leaving everything they stand on in place."""
+        return self._restricted(self._closure(self._known(names), self.dependents))
+
+    def _known(self, names: Iterable[str]) -> set[str]:
         steps = self.steps()
         wanted = set(names)
         unknown = sorted(wanted - set(steps))
         if unknown:
             raise PlanError(f"unknown StackSet(s) {', '.join(unknown)}; the plan has {', '.join(sorted(steps))}")
-        if with_dependencies:
-            pending = list(wanted)
-            while pending:
-                for dep in steps[pending.pop()].depends_on:
-                    if dep not in wanted:
-                        wanted.add(dep)
-                        pending.append(dep)
+        return wanted
+
+    @staticmethod
+    def _closure(start: set[str], neighbours: Callable[[str], Iterable[str]]) -> set[str]:
+        found, pending = set(start), list(start)
+        while pending:
+            for other in neighbours(pending.pop()):
+                if other not in found:
+                    found.add(other)
+                    pending.append(other)
+        return found
+
+    def _restricted(self, wanted: set[str]) -> Plan:
         images = self.images if self.images is not None and self.images.name in wanted else None
         return Plan({name: node for name, node in self.nodes.items() if name in wanted}, images)
 

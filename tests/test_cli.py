@@ -222,3 +222,9 @@ def test_a_context_changed_after_render_stops_the_plan(workdir, capsys):
     err = capsys.readouterr().err
     assert "container/bastion/ does not match the image tag in " in err and "rstudio-prod.yaml" in err
     assert err.rstrip().endswith("run `python deploy.py render` and commit")
+
+
+def test_destroy_only_names_the_stacksets_it_would_remove_and_nothing_they_stand_on(workdir, capsys, monkeypatch):
+    monkeypatch.setattr("sys.stdin.isatty", lambda: False)
+    assert run("destroy", "--sandbox", "--only", "rstudio-dev", *paths(workdir)) == 2
+    assert "error: destroy rstudio-dev needs confirmation" in capsys.readouterr().err

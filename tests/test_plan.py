@@ -221,3 +221,10 @@ def test_urgency_puts_what_most_steps_wait_for_first(cfg):
     assert ranked[:2] == ["rstudio-bootstrap", "rstudio-data"]  # the longest chains start there
     assert urgency["rstudio-bootstrap"] == (4, len(plan.steps()) - 1)  # everything waits for it
     assert urgency["rstudio-dev"] == (1, 0)
+
+
+def test_destroy_only_takes_what_depends_on_the_stackset_never_what_it_depends_on(plan):
+    zone = plan.with_dependents(["rstudio-dev-zone"])
+    assert sorted(zone.nodes) == ["rstudio-dev", "rstudio-dev-zone", "rstudio-network", "rstudio-prod"]
+    assert sorted(plan.with_dependents(["rstudio-dev"]).nodes) == ["rstudio-dev"]
+    assert zone.images is None
