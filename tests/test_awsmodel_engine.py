@@ -195,19 +195,41 @@ def test_lambda_reservations_against_the_account_quota(quota, status):
         assert any("below its minimum value of [10]" in e.reason for e in stack.events)
 
 
-def test_strict_order_fails_the_committed_instance_templates_and_lax_order_warns():
+RACY_NETWORK = """
+Resources:
+  Vpc: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.0.0.0/16}}
+  Gateway: {Type: AWS::EC2::InternetGateway}
+  Attachment: {Type: AWS::EC2::VPCGatewayAttachment, Properties: {VpcId: !Ref Vpc, InternetGatewayId: !Ref Gateway}}
+  Subnet: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.0.0/24}}
+  Route:
+    Type: AWS::EC2::Route
+    DependsOn: Attachment
+    Properties: {RouteTableId: !Ref Table, DestinationCidrBlock: 0.0.0.0/0, GatewayId: !Ref Gateway}
+  Table: {Type: AWS::EC2::RouteTable, Properties: {VpcId: !Ref Vpc}}
+  NatAddressA: {Type: AWS::EC2::EIP, Properties: {Domain: vpc}}
+  NatGatewayA:
+    Type: AWS::EC2::NatGateway
+    Properties: {AllocationId: !GetAtt NatAddressA.AllocationId, SubnetId: !Ref Subnet}
+"""
+
+
+def test_strict_order_fails_what_does_not_wait_for_the_gateway_attachment_and_lax_order_warns():
     strict = StackEngine(DefaultEnvironment(strict_creation_order=True))
-    for name in ("rstudio-dev-zone", "rstudio-dev"):
-        stack = strict.create(name, ACCOUNT, REGION, body(name), {})
+    stack = strict.create("racy", ACCOUNT, REGION, RACY_NETWORK, {})
     assert stack.status == "ROLLBACK_COMPLETE"
     failures = {e.logical_id: e.reason for e in stack.events if e.status == "CREATE_FAILED"}
     assert "not attached to any internet gateway" in failures["NatAddressA"]
     lax = StackEngine(DefaultEnvironment())
-    for name in ("rstudio-dev-zone", "rstudio-dev"):
-        stack = lax.create(name, ACCOUNT, REGION, body(name), {})
+    stack = lax.create("racy", ACCOUNT, REGION, RACY_NETWORK, {})
     assert stack.status == "CREATE_COMPLETE"
-    assert all(lid in stack.warnings[0] for lid in ("NatAddressA", "NatGatewayA", "LoadBalancer"))
-    assert "PublicDefaultRoute" not in stack.warnings[0]
+    assert stack.warnings[0].endswith("(add DependsOn): NatAddressA, NatGatewayA")  # the Route waits: DependsOn
+
+
+def test_the_committed_instance_templates_wait_for_the_gateway_attachment():
+    strict = StackEngine(DefaultEnvironment(strict_creation_order=True))
+    for name in ("rstudio-dev-zone", "rstudio-dev", "rstudio-prod-zone", "rstudio-prod"):
+        stack = strict.create(name, ACCOUNT, REGION, body(name), {})
+        assert stack.status == "CREATE_COMPLETE" and not stack.warnings, (name, stack.status_reason)
 
 
 def test_acm_dns_validation_needs_the_delegation_in_the_world():

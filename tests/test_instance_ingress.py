@@ -98,7 +98,8 @@ def test_load_balancer_is_public_dual_stack_and_hardened(cfg):
     assert settings["waf.fail_open.enabled"] == "false"
     assert settings["access_logs.s3.enabled"] == "true"
     assert settings["access_logs.s3.bucket"] == {"Ref": "AlbLogBucket"}
-    assert found["LoadBalancer"]["DependsOn"] == ["AlbLogBucketPolicy"]  # ELB tests its write access at once
+    # ELB tests its write access at once; an internet-facing ALB needs the internet gateway attached
+    assert found["LoadBalancer"]["DependsOn"] == ["AlbLogBucketPolicy", "InternetGatewayAttachment"]
 
 
 def test_access_log_bucket_is_private_sse_s3_retained_and_writable_only_by_elb_log_delivery(cfg):

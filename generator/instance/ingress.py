@@ -130,8 +130,9 @@ def add_load_balancer(t: Template, instance: str, network: Network, groups: Secu
         SecurityGroups=[GetAtt(groups.alb, "GroupId")],
         LoadBalancerAttributes=[LoadBalancerAttributes(Key=key, Value=value) for key, value in attributes.items()],
         Tags=Tags(Name=instance_stackset(instance)),
-        # ELB writes a test object when logging is switched on, so the bucket policy must exist first.
-        DependsOn=[bucket_policy.title],
+        # ELB writes a test object when logging is switched on, so the bucket policy must exist first; an
+        # internet-facing load balancer needs the internet gateway attached.
+        DependsOn=[bucket_policy.title, network.attachment.title],
     ))  # fmt: skip
 
 

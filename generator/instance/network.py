@@ -45,6 +45,9 @@ class Network(NamedTuple):
     vpc: VPC
     public_subnets: list[Subnet]
     private_subnets: list[Subnet]
+    # what needs the internet gateway attached must DependsOn it: CloudFormation orders only by references, and
+    # nothing references the attachment ("DependsOn attribute", the Elastic IP example)
+    attachment: VPCGatewayAttachment
 
 
 def subnet_ranges(vpc_cidr: str, zones: int) -> tuple[list[str], list[str]]:
@@ -68,9 +71,9 @@ def add_network(t: Template, instance: str, settings: Instance, key: Key) -> Net
     ipv6 = t.add_resource(VPCCidrBlock("VpcIpv6CidrBlock", VpcId=Ref(vpc), AmazonProvidedIpv6CidrBlock=True))
     private_ranges, public_ranges = subnet_ranges(settings.network.vpc_cidr, settings.network.availability_zones)
     public = add_public_subnets(t, instance, vpc, public_ranges, gateway, attachment, ipv6)
-    private = add_private_subnets(t, instance, vpc, private_ranges, public, settings.network.nat)
+    private = add_private_subnets(t, instance, vpc, private_ranges, public, settings.network.nat, attachment)
     add_flow_logs(t, instance, vpc, key, settings.logs.retention_days)
-    return Network(vpc, public, private)
+    return Network(vpc, public, private, attachment)
 
 
 def _zone(index: int) -> tuple[str, Select]:
@@ -104,15 +107,17 @@ def add_public_subnets(t: Template, instance: str, vpc: VPC, ranges: list[str], 
 
 
 def add_private_subnets(t: Template, instance: str, vpc: VPC, ranges: list[str], public: list[Subnet],
-                        nat: Nat) -> list[Subnet]:  # fmt: skip
+                        nat: Nat, attachment: VPCGatewayAttachment) -> list[Subnet]:  # fmt: skip
     """A route table per AZ, so per_az NAT keeps traffic in its zone and single NAT can grow into per_az."""
     gateways = []
     for subnet in public if nat is Nat.per_az else public[:1]:
         letter = subnet.title.removeprefix("PublicSubnet")
-        address = t.add_resource(EIP(f"NatAddress{letter}", Domain="vpc", Tags=Tags(Name=f"rstudio-{instance}-nat")))
+        # an address in a VPC, and a public NAT gateway, need the VPC's internet gateway attached first
+        address = t.add_resource(EIP(f"NatAddress{letter}", Domain="vpc", Tags=Tags(Name=f"rstudio-{instance}-nat"),
+                                     DependsOn=[attachment.title]))  # fmt: skip
         gateways.append(t.add_resource(
             NatGateway(f"NatGateway{letter}", AllocationId=GetAtt(address, "AllocationId"), SubnetId=Ref(subnet),
-                       Tags=Tags(Name=f"rstudio-{instance}-{letter.lower()}"))
+                       Tags=Tags(Name=f"rstudio-{instance}-{letter.lower()}"), DependsOn=[attachment.title])
         ))  # fmt: skip
     subnets = []
     for index, cidr in enumerate(ranges):
