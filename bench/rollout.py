@@ -15,22 +15,19 @@ size runs in a child process (so peak RSS is per size) and the CPU-per-StackSet 
 
     .venv/bin/python bench/rollout.py [--accounts 50 [200 500]] [--regions 3] [--json] [--skip-sequential]
 
-Measured on the 2-core shared host, one run per size, 3 regions, CLI defaults (8 workers, poll 15 s doubling to
-30 s), on the tree before 78ccdc8 (the model's ACM did not yet check zone delegation, and the instance and zone
-StackSets all deployed the dev templates unrenamed; wall and CPU move by about +-30 % between runs):
+Measured on the 2-core shared host, one run per size, 3 regions, CLI defaults (8 workers; polls every 15 s with a few
+operations in flight, up to 120 s with hundreds; requests paced at 9/s per client), `--accounts 50 200 500`:
 
-    accounts StackSets makespan/CP sequential/CP orch CPU (per StackSet) peak RSS no-op calls/StackSet diff calls
-    50       154       1.077       42.28         3.0 s (19.7 ms)         164 MB   2.70 (+1.17 throttled)  521
-    500      1504      1.572       401.5         39.4 s (26.2 ms)        619 MB   2.69 (+1.32 throttled)  7332
+    accounts StackSets makespan/CP sequential/CP orch CPU (per StackSet) peak RSS  no-op calls/StackSet throttles
+    50       154       1.040       40.6          3.9 s (25.5 ms)         227 MB    2.70, 0 writes       50
+    200      604       1.201       154.6         15.2 s (25.2 ms)        484 MB    2.69, 0 writes       55
+    500      1504      1.579       370.4         45.9 s (30.5 ms)        1013 MB   2.69, 0 writes       46
 
-At 500 the deploy is bound by the model's request rate (10/s, burst 40, per account, Region and service): every
-StackSet is administered through the admin account's CloudFormation endpoint in one Region, and the 20,764 answered
-calls (14,703 more were throttled) need 2,076 s at 10/s against a 1,440 s critical path. Most are
-describe_stack_set_operation polls (an estimate from the schedule 0, 15, 45, ... s: 32 polls per 900 s instance
-operation; not counted per API). Since the templates are renamed per instance (needed once the model checks
-delegation), more than 64 distinct template bodies defeat the lru_cache(64) of plan._read_template and of the
-model's parsed_template, and each describe_stack_set / diff parses a 75 KB template again: 50 accounts now take
-minutes instead of 35 s.
+Past 50 accounts the rollout is bound by the request rate of the one admin account's CloudFormation endpoint, which
+every StackSet's calls and polls share (the model throttles past 10/s with a burst of 40 per account, Region and
+service, a conservative guess: AWS publishes no rate): 1,504 StackSets need about 17,600 calls for their first
+deploy, 33 minutes at 9/s, against a 25-minute critical path. Peak RSS is the whole process, the model's 1,504
+instance stacks (61,000 resources) and its call log included; the model also takes 88 % of the CPU.
 """
 
 from __future__ import annotations
@@ -302,7 +299,7 @@ def cli_options(state_path: Path) -> Options:
 def executor(model: AwsModel, cfg: Config, state_path: Path, seed: int) -> Executor:
     # a fresh Clients per executor, as every CLI command is a new process (reader roles are assumed again)
     clients = Clients(cfg.default_region, endpoint_url=CLOSED_ENDPOINT, credentials=model.admin_credentials,
-                      on_client=model.install)  # fmt: skip
+                      on_client=model.install, sleep=model.clock.sleep)  # fmt: skip
     # the CLI's jitter source, seeded so a rerun retries throttled calls after the same simulated pauses
     return Executor(clients, options=cli_options(state_path), clock=model.clock, sleep=model.clock.sleep,
                     random=random.Random(seed).random)  # fmt: skip
