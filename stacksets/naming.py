@@ -24,6 +24,11 @@ IMAGE_STEP = f"{PREFIX}-images"
 DOCKER_HUB_SECRET = f"{PREFIX}/central/docker-hub"
 
 
+# The instance template's switch for its load balancer's deletion protection: on by default, and turned off by
+# `deploy.py destroy` (a StackSet update) as the first step of removing an instance.
+DELETION_PROTECTION_PARAMETER = "LoadBalancerDeletionProtection"
+
+
 def image_build_bucket(central_account: str, region: str) -> str:
     return f"{PREFIX}-image-builds-{central_account}-{region}"
 

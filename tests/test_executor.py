@@ -302,20 +302,18 @@ def test_destroy_goes_in_reverse_order_instances_before_sets(fresh: AwsModel, cf
     assert ("AWS::Route53::HostedZone", "HostedZone") in report.results["rstudio-dev-zone"].retained
 
 
-def test_destroy_stops_at_a_deletion_protected_load_balancer(after_deploy: AwsModel, cfg: Config, plan: Plan,
-                                                            tmp_path: Path) -> None:  # fmt: skip
-    """The instance templates protect their load balancers from deletion: CloudFormation cannot delete the stack,
-    the instance turns INOPERABLE, and what the instance depends on stays."""
+def test_destroy_lifts_the_load_balancers_deletion_protection_first(after_deploy: AwsModel, cfg: Config,
+                                                                   plan: Plan, tmp_path: Path) -> None:  # fmt: skip
+    """The instance templates protect their load balancers from deletion, which CloudFormation cannot get past: a
+    destroy first updates the instance StackSet with the protection off, then deletes, and everything goes."""
     report = executor_for(after_deploy, cfg, tmp_path).destroy(plan)
 
-    dev = report.results["rstudio-dev"]
-    assert dev.state is State.FAILED
-    (failure,) = dev.failures
-    assert "LoadBalancer" in failure.reason
-    assert live_stackset(after_deploy, "rstudio-dev").instances[("555555555555", REGION)].status == "INOPERABLE"
-    assert "deletion protection is enabled" in failure.events[0]
-    assert report.results["rstudio-dev-zone"].message == "dependency rstudio-dev failed"
-    assert live_stackset(after_deploy, "rstudio-bootstrap") is not None
+    assert report.ok, {name: result.message for name, result in report.results.items()}
+    lifts = [call.params for call in after_deploy.log if call.api == "update_stack_set"]
+    assert sorted(params["StackSetName"] for params in lifts) == ["rstudio-dev", "rstudio-prod"]
+    assert all({"ParameterKey": "LoadBalancerDeletionProtection", "ParameterValue": "false"} in params["Parameters"]
+               and params["UsePreviousTemplate"] for params in lifts)  # fmt: skip
+    assert live_stackset(after_deploy, "rstudio-bootstrap") is None
 
 
 def test_call_as_on_every_stacksets_call(deployed, after_deploy: AwsModel, cfg: Config, plan: Plan,

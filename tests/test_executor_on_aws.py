@@ -164,17 +164,16 @@ def test_suspended_and_management_accounts_with_slow_throttled_operations(cfg, p
 
 
 def test_r2_an_instance_whose_stack_cannot_be_deleted_is_reported_with_its_way_out(cfg, plan, tmp_path):
-    """The ALB's deletion protection (lifted by a later change) makes the delete fail: the instance is INOPERABLE,
-    and the report says what StackSets allows from there instead of failing the same way without a word."""
+    """The dev zone's exports are imported by the dev instance stack, so destroying the zone alone fails: the
+    instance is INOPERABLE, and the report says what StackSets allows from there instead of failing the same way
+    without a word."""
     model = model_for(cfg)
-    dev = plan.only(["rstudio-dev"])
-    assert executor_for(model, cfg, tmp_path).deploy(dev).ok
-    only_dev = Plan({"rstudio-dev": dev.nodes["rstudio-dev"]})
-    first = executor_for(model, cfg, tmp_path).destroy(only_dev)
-    [failure] = first.results["rstudio-dev"].failures
-    assert "deletion protection is enabled" in " ".join(failure.events)
+    assert executor_for(model, cfg, tmp_path).deploy(plan.only(["rstudio-dev"])).ok
+    only_zone = Plan({"rstudio-dev-zone": plan.nodes["rstudio-dev-zone"]})
+    first = executor_for(model, cfg, tmp_path).destroy(only_zone)
+    [failure] = first.results["rstudio-dev-zone"].failures
+    assert any("in use" in event or "import" in event.lower() for event in failure.events), failure.events
     assert "INOPERABLE" in failure.reason and "RetainStacks" in failure.reason
-
 
 def test_the_welcome_mail_runs_the_deployed_handler_against_ses(cfg, plan, tmp_path):
     """The prod template's WelcomeEmail custom resource runs the inline handler the template deploys; SES refuses an

@@ -94,7 +94,12 @@ def test_load_balancer_is_public_dual_stack_and_hardened(cfg):
     settings = attributes(alb, "LoadBalancerAttributes")
     assert settings["routing.http.drop_invalid_header_fields.enabled"] == "true"
     assert int(settings["idle_timeout.timeout_seconds"]) >= 300  # RStudio long-polls; 60 s gives 504s
-    assert settings["deletion_protection.enabled"] == "true"
+    # on by default; destroy switches it off through the parameter before it deletes the instance
+    assert settings["deletion_protection.enabled"] == {"Ref": "LoadBalancerDeletionProtection"}
+    g = groundwork(cfg, "prod")
+    add_ingress(g.template, cfg, "prod", g.network, g.groups, add_certificates(g.template, cfg, "prod"))
+    parameter = g.template.to_dict()["Parameters"]["LoadBalancerDeletionProtection"]
+    assert (parameter["Default"], parameter["AllowedValues"]) == ("true", ["true", "false"])
     assert settings["waf.fail_open.enabled"] == "false"
     assert settings["access_logs.s3.enabled"] == "true"
     assert settings["access_logs.s3.bucket"] == {"Ref": "AlbLogBucket"}

@@ -24,7 +24,7 @@ from typing import NamedTuple
 
 import awacs.s3
 from awacs.aws import Condition, Principal, StringEquals
-from troposphere import GetAtt, Ref, Tags, Template
+from troposphere import GetAtt, Parameter, Ref, Tags, Template
 from troposphere.elasticloadbalancingv2 import (
     Action,
     Certificate,
@@ -52,7 +52,7 @@ from generator.instance.network import Network
 from generator.instance.security_groups import HTTP_PORT, HTTPS_PORT, RSTUDIO_PORT, SHINY_PORT, SecurityGroups
 from generator.instance.servers import RStudioServer, rstudio_servers, shiny_host
 from stacksets.config import Config, Instance
-from stacksets.naming import instance_stackset
+from stacksets.naming import DELETION_PROTECTION_PARAMETER, instance_stackset
 
 IDLE_TIMEOUT_SECONDS = 600
 # TLS 1.3 and 1.2 with forward-secret AEAD ciphers only, plus hybrid post-quantum key exchange; AWS's recommendation.
@@ -108,6 +108,14 @@ def add_access_log_bucket(t: Template, settings: Instance) -> tuple[Bucket, Buck
     return bucket, add_bucket_policy(t, bucket, delivery)
 
 
+def add_deletion_protection_parameter(t: Template) -> Parameter:
+    return t.add_parameter(Parameter(
+        DELETION_PROTECTION_PARAMETER, Type="String", Default="true", AllowedValues=["true", "false"],
+        Description="Deletion protection of the load balancer; deploy.py destroy sets it to false before it deletes "
+                    "the instance",
+    ))  # fmt: skip
+
+
 def add_load_balancer(t: Template, instance: str, network: Network, groups: SecurityGroups, bucket: Bucket,
                       bucket_policy: BucketPolicy) -> LoadBalancer:  # fmt: skip
     attributes = {
@@ -116,8 +124,8 @@ def add_load_balancer(t: Template, instance: str, network: Network, groups: Secu
         # The WAF allowlist is the instance's access control: if WAF cannot answer, refuse rather than admit.
         "waf.fail_open.enabled": "false",
         # Deleting the ALB takes every user offline and changes the target of every alias record: a stack deletion
-        # or an update that would replace it fails instead. Destroy must switch this off (stack update) first.
-        "deletion_protection.enabled": "true",
+        # or an update that would replace it fails instead. `deploy.py destroy` switches it off first.
+        "deletion_protection.enabled": Ref(add_deletion_protection_parameter(t)),
         "access_logs.s3.enabled": "true",
         "access_logs.s3.bucket": Ref(bucket),
     }

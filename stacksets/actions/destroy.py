@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from botocore.exceptions import ClientError
 
 from stacksets.actions.context import Context, Steps
 from stacksets.aws import explain
 from stacksets.calls import error_code
+from stacksets.naming import DELETION_PROTECTION_PARAMETER
 from stacksets.operations import backoff
 from stacksets.plan import Node
 from stacksets.results import NodeFailed, State
@@ -20,9 +23,11 @@ def destroy_stackset(ctx: Context, node: Node) -> Steps[State]:
     result = ctx.run.report.results[node.name]
     api = ctx.api(node)
     yield from ctx.operations.reattach(api)
-    if api.describe() is None:
+    live = api.describe()
+    if live is None:
         result.message = "not deployed"
         return State.UNCHANGED
+    yield from _lift_deletion_protection(ctx, node, live)
     instances = api.instances()
     pairs = [(i["Account"], i["Region"]) for i in instances]
     for regions, accounts, _ in call_groups(pairs, {}):
@@ -34,6 +39,23 @@ def destroy_stackset(ctx: Context, node: Node) -> Steps[State]:
     if result.retained:
         result.message = "retained: " + ", ".join(f"{logical} ({kind})" for kind, logical in result.retained)
     return State.SUCCEEDED
+
+
+def _lift_deletion_protection(ctx: Context, node: Node, live: dict[str, Any]) -> Steps[None]:
+    """The instance's load balancer refuses to be deleted while its deletion protection is on (by design: nothing
+    else should delete it), so the first step of a destroy is a StackSet update that switches it off."""
+    current = {p["ParameterKey"]: p.get("ParameterValue", "") for p in live.get("Parameters", [])}
+    if current.get(DELETION_PROTECTION_PARAMETER, "false") == "false":
+        return
+    ctx.run.emit(node.name, State.RUNNING, "update_stack_set", "lifting the load balancer's deletion protection")
+    # a parameter left to its default stays out (it keeps the default); the others keep the value they have
+    defaults = {key: spec.default for key, spec in node.declared}
+    kept = [{"ParameterKey": key, "UsePreviousValue": True} for key, value in sorted(current.items())
+            if key != DELETION_PROTECTION_PARAMETER and value != defaults.get(key)]  # fmt: skip
+    yield from ctx.operations.perform(
+        ctx.api(node), "update_stack_set", UsePreviousTemplate=True, Capabilities=list(node.capabilities),
+        Parameters=[*kept, {"ParameterKey": DELETION_PROTECTION_PARAMETER, "ParameterValue": "false"}],
+        OperationPreferences=node.operation_preferences)  # fmt: skip
 
 
 def _delete_stack_set(ctx: Context, api: StackSetApi) -> Steps[None]:
