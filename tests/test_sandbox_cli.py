@@ -99,7 +99,8 @@ def test_destroy_lifts_protection_removes_every_stackset_and_names_what_it_keeps
 
 
 @pytest.mark.xfail(strict=True, reason="issue 11: what destroy retains keeps its fixed names (ECR repositories, "
-                   "buckets, secrets), so the rebuild fails with AlreadyExists instead of adopting its data")  # fmt: skip
+                   "buckets, secrets), so the rebuild fails with AlreadyExists instead of adopting its "
+                   "data")  # fmt: skip
 def test_deploy_destroy_deploy_rebuilds_on_the_kept_data(workdir, capsys):
     assert deploy.main(["deploy", "--sandbox", "--yes"]) == 0
     assert deploy.main(["destroy", "--sandbox", "--yes"]) == 0
