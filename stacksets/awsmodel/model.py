@@ -33,13 +33,10 @@ from stacksets.awsmodel.scenario import Limits, ResourceFault, Scenario, WireFau
 from stacksets.awsmodel.services import S3, Caller, Iam, Identity, Images, Secrets, Ses, Sts
 from stacksets.awsmodel.stacks import Stacks
 from stacksets.awsmodel.stacksets import StackSets
+from stacksets.calls import MUTATING
 from stacksets.config import CallAs, Config, PermissionModel
 
 ADMIN_ACCESS_KEY = "AKIAMODELADMIN000000"  # noqa: S105 - the modelled admin account's key id, not a secret
-MUTATING = {"create_stack_set", "update_stack_set", "delete_stack_set", "create_stack_instances",
-            "update_stack_instances", "delete_stack_instances", "detect_stack_set_drift", "create_bucket",
-            "put_public_access_block", "put_bucket_encryption", "put_object", "start_build",
-            "put_image"}  # fmt: skip
 WIRE_STATUS = {"InternalFailure": 500, "ServiceUnavailable": 503}
 
 
@@ -83,7 +80,6 @@ class World:
     clock: Any
     admin_account: str
     delegated_admins: set[str]
-    faults: list[Any] = field(default_factory=list)
     drift: dict[tuple[str, str, str], list[dict[str, Any]]] = field(default_factory=dict)
     stuck: set[str] = field(default_factory=set)
     sent_mail: list[tuple[str, str, tuple[str, ...]]] = field(default_factory=list)  # (account, sender, recipients)
@@ -99,8 +95,8 @@ class World:
         self.ses = Ses(self)
         self.secrets = Secrets(self)
         self.model: AwsModel | None = None  # set by AwsModel: custom resources call back into it
-        self.faults = [f.model_copy() if hasattr(f, "model_copy") else f for f in self.scenario.faults]
-        self.remaining = [f.times for f in self.faults]
+        self.faults = list(self.scenario.faults)
+        self.remaining = [f.times for f in self.faults]  # what each fault has left to fire
 
     def __getstate__(self) -> dict[str, Any]:
         # the AwsModel (locks, handlers) is rebuilt around a loaded world; it is not part of the kept rehearsal
