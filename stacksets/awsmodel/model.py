@@ -20,9 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import boto3
-from botocore.config import Config as BotoConfig
-
+from stacksets.aws import Clients
 from stacksets.awsmodel import adapter
 from stacksets.awsmodel.adapter import ModelError, ModelGap
 from stacksets.awsmodel.clock import ManualClock, SimClock
@@ -213,11 +211,9 @@ class AwsModel:
         """A real boto3 client acting as `role` of `account` (a Lambda function's execution role)."""
         key = f"ASIAROLE{account}{role}"[:128]
         self.world.sts.keys[key] = Identity(account, role)
-        client = boto3.client(service, region_name=region, endpoint_url=adapter.CLOSED_ENDPOINT,
-                              aws_access_key_id=key, aws_secret_access_key="model-secret",
-                              config=BotoConfig(retries={"total_max_attempts": 1}))  # fmt: skip
-        self.install(client)
-        return client
+        credentials = {"aws_access_key_id": key, "aws_secret_access_key": "model-secret"}
+        return Clients(region, endpoint_url=adapter.CLOSED_ENDPOINT, credentials=credentials,
+                       on_client=self.install).client(service)
 
     # --- persistence -----------------------------------------------------------------------------------------------
 
