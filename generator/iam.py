@@ -126,6 +126,13 @@ def conditions(*parts: Condition | ConditionElement) -> Condition:
     return Condition(elements)
 
 
+# What AWS documents for every DataSync role's trust (DataSync user guide, "Creating an IAM role for DataSync to
+# access your Amazon S3 location" and "Cross-service confused deputy prevention"): any DataSync resource of this
+# account and Region. Which ARN DataSync presents when it validates a location's role is not documented, so a
+# narrower pattern (task/*, location/*) risks a location that cannot be created.
+DATASYNC_SOURCE_ARN = regional_arn("datasync", "*")
+
+
 def service_trust(service: str, *source_arns: Sub) -> PolicyDocument:
     """Trust policy for an AWS service, limited to requests on behalf of this account (confused deputy)."""
     source_arn: Sub | list[Sub] = source_arns[0] if len(source_arns) == 1 else list(source_arns)
@@ -142,6 +149,7 @@ def service_trust(service: str, *source_arns: Sub) -> PolicyDocument:
 
 __all__ = [
     "DATASYNC_BUCKET_ACTIONS",
+    "DATASYNC_SOURCE_ARN",
     "DATASYNC_OBJECT_ACTIONS",
     "KEY_ADMIN_ACTIONS",
     "KEY_USE_ACTIONS",

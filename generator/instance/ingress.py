@@ -23,7 +23,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import awacs.s3
-from awacs.aws import Condition, Principal, StringEquals
+from awacs.aws import Principal
 from troposphere import GetAtt, Parameter, Ref, Tags, Template
 from troposphere.elasticloadbalancingv2 import (
     Action,
@@ -103,8 +103,11 @@ def add_access_log_bucket(t: Template, settings: Instance) -> tuple[Bucket, Buck
     # writes for load balancers of this account, and SourceAccount keeps other accounts' ALBs out.
     delivery = Statement(Sid="AlbAccessLogDelivery", Effect=Allow,
                          Principal=Principal("Service", "logdelivery.elasticloadbalancing.amazonaws.com"),
-                         Action=[awacs.s3.PutObject], Resource=[object_arn(bucket, "AWSLogs/${AWS::AccountId}/*")],
-                         Condition=Condition(StringEquals("aws:SourceAccount", Ref("AWS::AccountId"))))  # fmt: skip
+                         # No condition: AWS's documented policy has none, and ELB's test write would be refused if
+                         # it sent no aws:SourceAccount; the object ARN's AWSLogs/<account>/ prefix is the safeguard
+                         # ("Enable access logs for your Application Load Balancer", step 2)
+                         Action=[awacs.s3.PutObject],
+                         Resource=[object_arn(bucket, "AWSLogs/${AWS::AccountId}/*")])  # fmt: skip
     return bucket, add_bucket_policy(t, bucket, delivery)
 
 

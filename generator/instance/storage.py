@@ -54,7 +54,7 @@ from troposphere.iam import PolicyType, Role
 from troposphere.kms import Key
 
 from generator.common import retain
-from generator.iam import Allow, Deny, Statement, document, regional_arn, service_trust
+from generator.iam import DATASYNC_SOURCE_ARN, Allow, Deny, Statement, document, service_trust
 from generator.instance.network import Network
 from generator.instance.security_groups import SecurityGroups, add_group, allow, allow_out
 from generator.instance.servers import RStudioServer
@@ -134,8 +134,7 @@ def add_storage(t: Template, cfg: Config, instance: str, network: Network, group
     efs_group, datasync_group = add_storage_security_groups(t, instance, network, groups)
     datasync_role = t.add_resource(Role(
         "DataSyncEfsRole", Description=f"DataSync EFS locations of RStudio instance {instance}: the sync folders only",
-        AssumeRolePolicyDocument=service_trust("datasync.amazonaws.com", regional_arn("datasync", "task/*"),
-                                               regional_arn("datasync", "location/*")),
+        AssumeRolePolicyDocument=service_trust("datasync.amazonaws.com", DATASYNC_SOURCE_ARN),
     ))  # fmt: skip
     policy = file_system_policy([roles.rstudio, roles.shiny, datasync_role])
     file_system, mount_targets = add_file_system(t, instance, network, key, efs_group, policy)

@@ -28,6 +28,7 @@ from generator.common import new_template, retain
 from generator.iam import (
     DATASYNC_BUCKET_ACTIONS,
     DATASYNC_OBJECT_ACTIONS,
+    DATASYNC_SOURCE_ARN,
     LOGS_KEY_ACTIONS,
     Allow,
     Statement,
@@ -179,7 +180,7 @@ def add_datasync_role(t: Template, cfg: Config, instance: str) -> Role:
             RoleName=naming.role_name(instance, naming.DATASYNC_ROLE),
             Description=f"DataSync S3 location of instance {instance}: reads the data account's upload bucket",
             AssumeRolePolicyDocument=service_trust(
-                "datasync.amazonaws.com", regional_arn("datasync", "task/*"), regional_arn("datasync", "location/*")
+                "datasync.amazonaws.com", DATASYNC_SOURCE_ARN
             ),
             Policies=[RolePolicy(PolicyName="read-upload-bucket", PolicyDocument=permissions)],
         )
