@@ -310,7 +310,7 @@ def _template(templates_dir: Path, stackset: str) -> tuple[str, str, str]:
         body = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise PlanError(f"{path}: missing; run `python deploy.py render` and commit templates/") from None
-    problem = _cloudformation_problem(body)
+    problem, _ = _read_template(body)
     if problem:
         raise PlanError(f"{path}{problem}; run `python deploy.py render` and commit")
     return file_name, body, hashlib.sha256(body.encode("utf-8")).hexdigest()
@@ -336,10 +336,6 @@ def _read_template(body: str) -> tuple[str, dict]:
         return (": not a CloudFormation template: the top level has no `Resources` mapping with at least one "
                 "resource"), {}  # fmt: skip
     return "", template
-
-
-def _cloudformation_problem(body: str) -> str:
-    return _read_template(body)[0]
 
 
 def declared_parameters(body: str) -> dict[str, DeclaredParameter]:
