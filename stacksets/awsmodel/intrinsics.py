@@ -91,7 +91,9 @@ def _build(key: str, body: str) -> Template:
                     data.get("Outputs") or {}, dependencies, _topological(resources, dependencies),
                     frozenset(_literal_imports(resources)))
     for resource in resources.values():  # only once the template is kept for good (see _STATIC)
-        _is_static(resource.get("Properties") or {})
+        if isinstance(resource.get("Properties"), (dict, list)):
+            # never a temporary (`or {}`): its id would be freed, reused by a later node, and read as static
+            _is_static(resource["Properties"])
     return template
 
 
