@@ -329,17 +329,23 @@ def cmd_drift(args: argparse.Namespace, cfg: Config) -> int:
 
 
 def cmd_destroy(args: argparse.Namespace, cfg: Config) -> int:
-    """Delete the StackSets in reverse dependency order, instances before sets; retained data is named, not deleted."""
-    from stacksets.report import retained_text, summary_table
+    """Delete the compute StackSets in reverse dependency order, keeping the ones that hold data (file systems,
+    secrets, buckets, image repositories, zones) unless --data; what a deleted stack retains is named."""
+    from stacksets.report import kept_text, retained_text, summary_table
 
-    plan = _plan(args, cfg, removing=True)
+    whole = _plan(args, cfg, removing=True)
+    plan = whole if args.data else whole.compute()
+    kept = [] if args.data else whole.kept()
+    if not plan.nodes:
+        raise ConfigError(f"{', '.join(kept)} hold(s) data: destroy keeps them unless you pass --data")
     with _aws(args, cfg) as aws:
         names = ", ".join(plan.reversed().order())
-        if not _confirm(args, f"destroy {names}"):
+        question = f"destroy {names}" + (" INCLUDING THEIR DATA" if args.data else f" (keeping {', '.join(kept)})")
+        if not _confirm(args, question):
             print("nothing destroyed")
             return EXIT_FAILED
         report = _executor(args, aws, plan.without_images()).destroy(plan)
-    sys.stdout.write(summary_table(report) + retained_text(report))
+    sys.stdout.write(summary_table(report) + retained_text(report) + kept_text(kept))
     _write_timeline(args, report)
     return EXIT_OK if report.ok else EXIT_FAILED
 
@@ -473,7 +479,13 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "plan":
             command.add_argument("--json", action="store_true", help="machine-readable output")
         if name == "deploy":
-            command.add_argument("--prune", action="store_true", help="also delete instances the config no longer has")
+            command.add_argument("--prune", action="store_true",
+                                 help="also delete instances the config no longer has, and the compute StackSets of "
+                                      "retired instances (their data is kept)")  # fmt: skip
+        if name == "destroy":
+            command.add_argument("--data", action="store_true",
+                                 help="also delete the StackSets that hold data (storage, zones, buckets, image "
+                                      "repositories); what their stacks retain is listed")  # fmt: skip
 
     images = commands.add_parser("images", parents=[common, templates, container, aws, changes, stale],
                                  help=cmd_images.__doc__, description=cmd_images.__doc__)  # fmt: skip

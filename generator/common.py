@@ -20,8 +20,10 @@ def new_template(module_doc: str | None) -> Template:
 
 
 def retain(resource: R) -> R:
-    """Keep data when the stack is deleted or the resource replaced; destroy names what it leaves behind."""
-    resource.DeletionPolicy = "Retain"
+    """Keep data when the stack is deleted or the resource replaced; destroy names what it leaves behind. A first
+    create that rolls back deletes it (RetainExceptOnCreate): nothing can hold data yet, and a kept resource with a
+    fixed name would make every retry fail with AlreadyExists."""
+    resource.DeletionPolicy = "RetainExceptOnCreate"
     resource.UpdateReplacePolicy = "Retain"
     return resource
 

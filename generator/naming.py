@@ -18,6 +18,9 @@ def role_name(instance: str, purpose: str) -> str:
 # Roles in the instance account that other accounts' templates grant access to.
 RSTUDIO_TASK_ROLE = "rstudio-task"
 DATASYNC_ROLE = "datasync-s3"
+# Roles the file-system policy in the storage StackSet names: that policy must not depend on the compute stack.
+SHINY_TASK_ROLE = "shiny-task"
+DATASYNC_EFS_ROLE = "datasync-efs"
 # Roles in the data account.
 ATHENA_ROLE = "athena"
 EVENT_FORWARDER_ROLE = "event-forwarder"

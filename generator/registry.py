@@ -12,9 +12,11 @@ from generator.stacks import (
     bootstrap,
     central,
     data,
+    delegation,
     instance,
     instance_data,
-    network,
+    logs,
+    storage,
     zone,
 )
 from stacksets import naming
@@ -29,10 +31,12 @@ def builders(cfg: Config, image_tags: Mapping[str, str]) -> dict[str, Builder]:
         naming.BOOTSTRAP: partial(bootstrap.build, cfg),
         naming.CENTRAL: partial(central.build, cfg),
         naming.DATA: partial(data.build, cfg),
-        naming.NETWORK: partial(network.build, cfg),
+        naming.LOGS: logs.build,
     }
     for name in sorted(cfg.instances):
         result[naming.zone_stackset(name)] = partial(zone.build, cfg, name)
+        result[naming.delegation_stackset(name)] = partial(delegation.build, cfg, name)
         result[naming.instance_data_stackset(name)] = partial(instance_data.build, cfg, name)
+        result[naming.storage_stackset(name)] = partial(storage.build, cfg, name)
         result[naming.instance_stackset(name)] = partial(instance.build, cfg, name, image_tags)
     return result

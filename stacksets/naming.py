@@ -8,7 +8,8 @@ PREFIX = "rstudio"
 BOOTSTRAP = f"{PREFIX}-bootstrap"
 CENTRAL = f"{PREFIX}-central"
 DATA = f"{PREFIX}-data"
-NETWORK = f"{PREFIX}-network"
+# The CloudWatch Logs resource policy of every instance account and Region (generator/stacks/logs.py).
+LOGS = f"{PREFIX}-logs"
 DEPLOY_READER_ROLE = f"{PREFIX}-deploy-reader"
 
 # The images, each built from container/<image>/ and pushed to the central account's ECR repository of the same name.
@@ -46,15 +47,40 @@ def zone_stackset(instance: str) -> str:
     return f"{PREFIX}-{instance}-zone"
 
 
+def delegation_stackset(instance: str) -> str:
+    """The NS records delegating the instance's zone, in the network account: one per instance, so one instance's
+    zone that fails never holds up another's delegation."""
+    return f"{PREFIX}-{instance}-delegation"
+
+
 def instance_data_stackset(instance: str) -> str:
     return f"{PREFIX}-{instance}-data"
 
 
+# The storage stack's outputs that the compute template takes as parameters of the same name: the orchestrator
+# passes them on (generator/stacks/storage.py writes them, generator/instance/secrets.py declares the parameters).
+KEY_ARN = "InstanceKeyArn"
+FILE_SYSTEM_ID = "FileSystemId"
+PASSWORD_SECRETS = "PasswordSecretArns"  # comma-separated, users sorted
+COOKIE_KEY_SECRETS = "CookieKeySecretArns"  # comma-separated, in the order of the instance's RStudio servers
+BASTION_KEY_SECRET = "BastionKeySecretArn"  # only with a bastion
+
+
+def storage_outputs(bastion: bool) -> list[str]:
+    return [KEY_ARN, FILE_SYSTEM_ID, PASSWORD_SECRETS, COOKIE_KEY_SECRETS] + ([BASTION_KEY_SECRET] if bastion else [])
+
+
+def storage_stackset(instance: str) -> str:
+    """What holds the instance's own data in its account (key, file system, secrets): kept when compute is not."""
+    return f"{PREFIX}-{instance}-storage"
+
+
 def all_stackset_names(instances: list[str]) -> list[str]:
     """Every StackSet a configuration implies, in a stable order (duplicates kept so callers can detect them)."""
-    names = [BOOTSTRAP, CENTRAL, DATA, NETWORK]
+    names = [BOOTSTRAP, CENTRAL, DATA, LOGS]
     for instance in instances:
-        names += [zone_stackset(instance), instance_data_stackset(instance), instance_stackset(instance)]
+        names += [zone_stackset(instance), delegation_stackset(instance), instance_data_stackset(instance),
+                  storage_stackset(instance), instance_stackset(instance)]
     return names
 
 

@@ -95,6 +95,8 @@ class Node:
     depends_on: tuple[str, ...] = ()
     auto_deployment: bool = False
     capabilities: tuple[str, ...] = ("CAPABILITY_NAMED_IAM",)
+    # holds what users would lose (homes, passwords, uploads, images): destroy keeps it unless told to remove data
+    keeps_data: bool = False
     # the template's parameters, read once when the plan is built: the diff compares against their defaults
     declared: tuple[tuple[str, DeclaredParameter], ...] = ()
 
@@ -245,6 +247,17 @@ class Plan:
         nodes = {name: replace(node, depends_on=tuple(plan.dependents(name))) for name, node in plan.nodes.items()}
         return Plan(nodes)
 
+    def compute(self) -> Plan:
+        """What a destroy removes unless told to remove data too: the StackSets that hold no data and that nothing
+        holding data stands on (the bootstrap's reader role stays while a storage StackSet needs reading)."""
+        kept = self._closure({name for name, node in self.nodes.items() if node.keeps_data},
+                             lambda name: self.steps()[name].depends_on)  # fmt: skip
+        return self._restricted(set(self.steps()) - kept)
+
+    def kept(self) -> list[str]:
+        """The StackSets `compute()` leaves standing, sorted."""
+        return sorted(set(self.nodes) - set(self.compute().nodes))
+
     def only(self, names: Iterable[str], with_dependencies: bool = True) -> Plan:
         """These steps, and what they depend on (what a deploy of them needs first)."""
         wanted = self._known(names)
@@ -383,6 +396,28 @@ def _check_pinned_tags(builds: tuple[ImageBuild, ...], instance_nodes: Iterable[
                                     f"template pins {tag}): run `python deploy.py render` and commit")  # fmt: skip
 
 
+def _instance_nodes(cfg: Config, name: str, node: Callable[..., Node]) -> list[Node]:
+    """One instance's StackSets: its zone, the zone's delegation, its data-account data, its storage (data in its own
+    account) and its compute, which needs all of them."""
+    inst = cfg.instances[name]
+    here = _targets(cfg, [inst.account], [cfg.region_of(name)])
+    zone, delegation = naming.zone_stackset(name), naming.delegation_stackset(name)
+    data, storage = naming.instance_data_stackset(name), naming.storage_stackset(name)
+    name_servers = OutputRef(zone, "NameServers", inst.account, cfg.region_of(name))
+    stored = tuple((output, OutputRef(storage, output, inst.account, cfg.region_of(name)))
+                   for output in naming.storage_outputs(inst.bastion.enabled))  # fmt: skip
+    return [
+        # the zone is kept: a new zone gets new name servers, which resolvers keep caching for the old delegation
+        node(zone, here, [naming.BOOTSTRAP], keeps_data=True),
+        node(delegation, _targets(cfg, [cfg.accounts.network], [cfg.default_region]), [zone],
+             parameters=(("NameServers", name_servers),)),
+        node(data, _targets(cfg, [cfg.accounts.data], [cfg.default_region]), [naming.DATA], keeps_data=True),
+        node(storage, here, [naming.BOOTSTRAP], keeps_data=True),
+        node(naming.instance_stackset(name), here,
+             [zone, delegation, data, storage, naming.LOGS, naming.IMAGE_STEP], parameters=stored),
+    ]
+
+
 def build_plan(cfg: Config, templates_dir: Path, container_dir: Path = CONTAINER) -> Plan:
     """Every StackSet the config implies, with its template, targets, parameters and dependencies, and the image step
     with the committed build contexts of `container_dir`."""
@@ -408,26 +443,16 @@ def build_plan(cfg: Config, templates_dir: Path, container_dir: Path = CONTAINER
         accounts |= {inst.account for inst in cfg.instances.values()}
         bootstrap_targets = Targets(regions=(default,), accounts=tuple(sorted(accounts)))
     nodes.append(node(naming.BOOTSTRAP, bootstrap_targets, auto_deployment=service))
-    nodes.append(node(naming.CENTRAL, _targets(cfg, [cfg.accounts.central], [default]), [naming.BOOTSTRAP]))
-    nodes.append(node(naming.DATA, _targets(cfg, [cfg.accounts.data], [default]), [naming.BOOTSTRAP]))
-
-    delegations: list[tuple[str, ParameterValue]] = []
+    # central keeps the image repositories, data the access logs: both outlive any instance
+    nodes.append(node(naming.CENTRAL, _targets(cfg, [cfg.accounts.central], [default]), [naming.BOOTSTRAP],
+                      keeps_data=True))  # fmt: skip
+    nodes.append(node(naming.DATA, _targets(cfg, [cfg.accounts.data], [default]), [naming.BOOTSTRAP],
+                      keeps_data=True))  # fmt: skip
+    instance_places = [(cfg.instances[name].account, cfg.region_of(name)) for name in cfg.instances]
+    nodes.append(node(naming.LOGS, _targets(cfg, [a for a, _ in instance_places], [r for _, r in instance_places]),
+                      [naming.BOOTSTRAP]))  # fmt: skip
     for name in sorted(cfg.instances):
-        inst = cfg.instances[name]
-        region = cfg.region_of(name)
-        zone = naming.zone_stackset(name)
-        nodes.append(node(zone, _targets(cfg, [inst.account], [region]), [naming.BOOTSTRAP]))
-        nodes.append(node(naming.instance_data_stackset(name), _targets(cfg, [cfg.accounts.data], [default]),
-                          [naming.DATA]))  # fmt: skip
-        nodes.append(node(naming.instance_stackset(name), _targets(cfg, [inst.account], [region]),
-                          [zone, naming.NETWORK, naming.instance_data_stackset(name), naming.IMAGE_STEP]))  # fmt: skip
-        name_servers = OutputRef(zone, "NameServers", inst.account, region)
-        delegations.append((naming.logical_id(name, "NameServers"), name_servers))
-
-    network_targets = _targets(cfg, [cfg.accounts.network], [default])
-    overrides = (Override(cfg.accounts.network, default, tuple(delegations)),)
-    nodes.append(node(naming.NETWORK, network_targets, [naming.zone_stackset(name) for name in cfg.instances],
-                      overrides=overrides))  # fmt: skip
+        nodes += _instance_nodes(cfg, name, node)
     builds = _image_builds(container_dir)
     instance_nodes = [n for n in nodes if n.name in {naming.instance_stackset(i) for i in cfg.instances}]
     _check_pinned_tags(builds, instance_nodes, templates_dir, container_dir)

@@ -120,6 +120,13 @@ def retained_text(report: Report) -> str:
     return heading + "\n" + "\n".join(lines) + "\n"
 
 
+def kept_text(kept: list[str]) -> str:
+    if not kept:
+        return ""
+    return ("Kept (they hold data; the next deploy rebuilds the rest on them, `destroy --data` deletes them too):\n"
+            + "".join(f"  {name}\n" for name in kept))  # fmt: skip
+
+
 def status_table(rows: list[StatusRow]) -> str:
     lines = [f"{'StackSet':28} {'account':12} {'region':14} {'status':12} {'detail':12} {'drift':10}"]
     for row in rows:

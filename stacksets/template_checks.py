@@ -36,6 +36,11 @@ SECRET_PATTERNS = {
 }
 SECRET_PROPERTY = re.compile(r"(password|secretstring|secretaccesskey|privatekey|apikey|token)$", re.IGNORECASE)
 SECRET_PARAMETER = re.compile(r"(password|secret|token|privatekey)", re.IGNORECASE)
+# what names a secret rather than holding one (PasswordSecretArns: the ARNs of the password secrets)
+SECRET_REFERENCE = re.compile(r"Arns?$")
+# Both keep the resource when the stack is deleted; RetainExceptOnCreate also deletes it when a first create rolls
+# back, when it cannot hold data yet (CloudFormation user guide, DeletionPolicy attribute).
+KEEPING_DELETION_POLICIES = ("Retain", "RetainExceptOnCreate")
 
 
 @dataclass(frozen=True)
@@ -50,11 +55,12 @@ class Finding:
 
 
 def retained_resources(template_body: str) -> list[tuple[str, str]]:
-    """(type, logical id) of every resource a stack deletion leaves behind (DeletionPolicy Retain)."""
+    """(type, logical id) of every resource a stack deletion leaves behind (DeletionPolicy Retain or
+    RetainExceptOnCreate)."""
     template = load_yaml(template_body) or {}
     resources = template.get("Resources") or {}
     return sorted((resource.get("Type", ""), logical) for logical, resource in resources.items()
-                  if resource.get("DeletionPolicy") == "Retain")  # fmt: skip
+                  if resource.get("DeletionPolicy") in KEEPING_DELETION_POLICIES)  # fmt: skip
 
 
 def check_template(name: str, text: str) -> list[Finding]:
@@ -85,9 +91,11 @@ def check_template(name: str, text: str) -> list[Finding]:
     for logical_id, resource in sorted((template.get("Resources") or {}).items()):
         where = f"Resources.{logical_id}"
         if resource.get("Type") in STATEFUL_TYPES:
-            for policy in ("DeletionPolicy", "UpdateReplacePolicy"):
-                if resource.get(policy) != "Retain":
-                    add("retain", where, f"{resource['Type']} needs {policy}: Retain so data survives")
+            if resource.get("DeletionPolicy") not in KEEPING_DELETION_POLICIES:
+                add("retain", where, f"{resource['Type']} needs DeletionPolicy: RetainExceptOnCreate (or Retain) so "
+                    "data survives")
+            if resource.get("UpdateReplacePolicy") != "Retain":
+                add("retain", where, f"{resource['Type']} needs UpdateReplacePolicy: Retain so data survives")
         for path, value in _walk(resource.get("Properties") or {}, where + ".Properties"):
             key = path.rsplit(".", 1)[-1]
             if SECRET_PROPERTY.search(key) and isinstance(value, str):
@@ -98,7 +106,7 @@ def check_template(name: str, text: str) -> list[Finding]:
                     if isinstance(action, str) and (action == "*" or action.endswith(":*")):
                         add("iam", path, f"Allow of {action!r}; grant the specific actions")
     for parameter, spec in sorted((template.get("Parameters") or {}).items()):
-        if SECRET_PARAMETER.search(parameter) and not spec.get("NoEcho"):
+        if SECRET_PARAMETER.search(parameter) and not SECRET_REFERENCE.search(parameter) and not spec.get("NoEcho"):
             add("secret", f"Parameters.{parameter}", "secret-looking parameter must be NoEcho")
     return findings
 

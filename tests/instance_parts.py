@@ -9,6 +9,7 @@ from troposphere import Template
 from generator.common import new_template
 from generator.instance.cluster import ClusterParts, add_cluster
 from generator.instance.network import Network, add_network
+from generator.instance.secrets import StoredData, add_stored_data
 from generator.instance.security_groups import SecurityGroups, add_security_groups
 from generator.stacks import instance as instance_module
 from stacksets.config import Config
@@ -21,6 +22,7 @@ IMAGE_TAGS = {"rstudio": "ctx-0000000000000000rs01", "shiny": "ctx-0000000000000
 class Groundwork(NamedTuple):
     template: Template
     key: object
+    stored: StoredData
     network: Network
     groups: SecurityGroups
     cluster: ClusterParts
@@ -28,12 +30,14 @@ class Groundwork(NamedTuple):
 
 
 def groundwork(cfg: Config, instance: str) -> Groundwork:
-    """A template holding what every group builds on: key, VPC, security groups, cluster, RStudio task role."""
+    """A template holding what every group builds on: the stored data's parameters (key, file system, secrets),
+    VPC, security groups, cluster, RStudio task role."""
     settings = cfg.instances[instance]
     t = new_template("test template")
-    key = instance_module.add_key(t, instance)
+    stored = add_stored_data(t, cfg, instance)
+    key = stored.key
     network = add_network(t, instance, settings, key)
     groups = add_security_groups(t, instance, settings, network.vpc)
     cluster = add_cluster(t, instance, key, settings.logs.retention_days)
     task_role = instance_module.add_rstudio_task_role(t, cfg, instance)
-    return Groundwork(t, key, network, groups, cluster, task_role)
+    return Groundwork(t, key, stored, network, groups, cluster, task_role)

@@ -55,12 +55,12 @@ def test_render_check_passes_on_the_committed_templates(workdir, capsys):
 
 
 def test_render_check_fails_with_a_diff_when_stale(workdir, capsys):
-    stale = workdir / "templates" / "rstudio-network.yaml"
+    stale = workdir / "templates" / "rstudio-prod-delegation.yaml"
     stale.write_text(stale.read_text().replace("TTL", "Ttl"))
     (workdir / "templates" / "rstudio-gone.yaml").write_text("orphan\n")
     assert run("render", "--check", *render_paths(workdir)) == 1
     out = capsys.readouterr().out
-    assert "+++ templates/rstudio-network.yaml (rendered)" in out
+    assert "+++ templates/rstudio-prod-delegation.yaml (rendered)" in out
     assert "orphan: templates/rstudio-gone.yaml" in out
 
 

@@ -117,15 +117,15 @@ def test_a_template_that_is_not_yaml_stops_deploy_naming_file_and_line(workdir, 
 @pytest.mark.parametrize("body", ["AWSTemplateFormatVersion: '2010-09-09'\n", "Resources: []\n", "Resources: {}\n",
                                   "- Resources\n", ""])  # fmt: skip
 def test_a_template_without_resources_stops_deploy(body, workdir, no_aws, capsys):
-    (workdir / "templates" / "rstudio-network.yaml").write_text("# edited by hand\n" + body)
+    (workdir / "templates" / "rstudio-prod-delegation.yaml").write_text("# edited by hand\n" + body)
     assert deploy.main(["deploy", "--sandbox", "--yes"]) == 2
     assert capsys.readouterr().err == (
-        "error: templates/rstudio-network.yaml: not a CloudFormation template: the top level has no `Resources` "
+        "error: templates/rstudio-prod-delegation.yaml: not a CloudFormation template: the top level has no `Resources` "
         f"mapping with at least one resource; {RERENDER}\n")  # fmt: skip
 
 
 def test_a_malformed_short_tag_is_a_plan_error_not_a_traceback(workdir, cfg):
-    template = workdir / "templates" / "rstudio-network.yaml"
+    template = workdir / "templates" / "rstudio-prod-delegation.yaml"
     template.write_text(template.read_text() + "Outputs2:\n  Broken: !GetAtt {Resource: Zone}\n")
     with pytest.raises(PlanError, match=r"rstudio-network\.yaml: not valid CloudFormation YAML \(a !GetAtt takes"):
         build_plan(cfg, workdir / "templates", workdir / "container")
@@ -136,7 +136,7 @@ def test_a_malformed_short_tag_is_a_plan_error_not_a_traceback(workdir, cfg):
 
 
 def hand_edit(workdir: Path) -> tuple[Path, str]:
-    template = workdir / "templates" / "rstudio-network.yaml"
+    template = workdir / "templates" / "rstudio-prod-delegation.yaml"
     edited = template.read_text() + "# tuned by hand in production\n"
     template.write_text(edited)
     return template, edited
@@ -151,7 +151,7 @@ def test_stale_outputs_is_empty_for_a_fresh_checkout_and_names_every_stale_file(
     conf = container / "rstudio" / "config" / "rsession.conf"
     conf.write_text(conf.read_text() + "# tuned\n")
     assert [name for staleness in stale_outputs(cfg, templates, container) for name in staleness.files()] == [
-        "templates/rstudio-dev-zone.yaml", "templates/rstudio-gone.yaml", "templates/rstudio-network.yaml",
+        "templates/rstudio-dev-zone.yaml", "templates/rstudio-gone.yaml", "templates/rstudio-prod-delegation.yaml",
         "container/rstudio/config/rsession.conf"]  # fmt: skip
 
 
@@ -160,7 +160,7 @@ def test_a_hand_edited_template_is_refused_before_any_aws_call(command, workdir,
     hand_edit(workdir)
     assert deploy.main([command, "--sandbox", "--yes"]) == 2
     assert capsys.readouterr().err == (
-        "error: the committed templates/rstudio-network.yaml is not what `python deploy.py render` writes for "
+        "error: the committed templates/rstudio-prod-delegation.yaml is not what `python deploy.py render` writes for "
         "config.yaml (edited by hand, or not rendered since the config changed): run `python deploy.py render` and "
         "commit, or pass --allow-stale to deploy the committed files anyway\n")  # fmt: skip
 
@@ -172,7 +172,7 @@ def test_allow_stale_warns_and_deploys_the_committed_bytes(workdir, capsys):
     _, edited = hand_edit(workdir)
     assert deploy.main(["deploy", "--sandbox", "--yes", "--allow-stale"]) == 0
     captured = capsys.readouterr()
-    assert ("warning: --allow-stale: deploying the committed templates/rstudio-network.yaml although `python "
+    assert ("warning: --allow-stale: deploying the committed templates/rstudio-prod-delegation.yaml although `python "
             "deploy.py render` would change them\n") in captured.err  # fmt: skip
     rehearsal = AwsModel.load(workdir / DEFAULT_STATE_DIR / MODEL_FILE)
     [network] = [s for (_, _, name), s in rehearsal.world.stacksets.sets.items() if name == "rstudio-network"]

@@ -11,7 +11,7 @@ from tests.instance_parts import IMAGE_TAGS, groundwork
 
 def build_bastion(cfg, instance: str) -> tuple[object, dict[str, Any]]:
     g = groundwork(cfg, instance)
-    bastion = add_bastion(g.template, cfg, instance, g.network, g.groups, g.cluster, g.key,
+    bastion = add_bastion(g.template, cfg, instance, g.network, g.groups, g.cluster, g.key, g.stored.bastion_key,
                           image_tag=IMAGE_TAGS["bastion"])  # fmt: skip
     return bastion, g.template.to_dict()["Resources"]
 

@@ -10,11 +10,10 @@ import awacs.elasticfilesystem as efs
 import pytest
 from troposphere import GetAtt, Ref
 from troposphere.ec2 import SecurityGroup
-from troposphere.efs import AccessPoint, FileSystem, MountTarget
+from troposphere.efs import AccessPoint, MountTarget
 from troposphere.iam import PolicyType, Role
 
 from generator import naming
-from generator.common import retain
 from generator.iam import Allow, Statement, document, service_trust
 from generator.instance.datasync import HANDLER, DataSync, add_datasync
 from generator.instance.storage import Storage, TaskRoles, add_storage
@@ -26,18 +25,18 @@ from tests.instance_parts import Groundwork, groundwork
 def stand_in_storage(g: Groundwork) -> Storage:
     """What generator/instance/storage.py provides, reduced to what DataSync refers to."""
     t = g.template
-    fs = t.add_resource(retain(FileSystem("StandInFileSystem", Encrypted=True, KmsKeyId=GetAtt(g.key, "Arn"))))
+    fs = g.stored.file_system
     groups = [t.add_resource(SecurityGroup(f"StandIn{n}Group", GroupDescription=n, VpcId=Ref(g.network.vpc)))
               for n in ("Nfs", "DataSync")]  # fmt: skip
-    mounts = [t.add_resource(MountTarget(f"StandInMount{subnet.title}", FileSystemId=Ref(fs), SubnetId=Ref(subnet),
+    mounts = [t.add_resource(MountTarget(f"StandInMount{subnet.title}", FileSystemId=fs.id, SubnetId=Ref(subnet),
                                          SecurityGroups=[GetAtt(groups[0], "GroupId")]))
               for subnet in g.network.private_subnets]  # fmt: skip
-    points = {name: t.add_resource(AccessPoint(naming.logical_id("StandIn", name), FileSystemId=Ref(fs)))
+    points = {name: t.add_resource(AccessPoint(naming.logical_id("StandIn", name), FileSystemId=fs.id))
               for name in ("hourly_sync", "instant_upload")}  # fmt: skip
     role = t.add_resource(Role("StandInEfsRole", AssumeRolePolicyDocument=service_trust("datasync.amazonaws.com")))
     grant = t.add_resource(PolicyType("StandInEfsGrant", PolicyName="efs", Roles=[Ref(role)], PolicyDocument=document(
-        Statement(Effect=Allow, Action=[efs.ClientMount], Resource=[GetAtt(fs, "Arn")]))))  # fmt: skip
-    return Storage(fs, groups[0], groups[1], points, document(), role, {"datasync": grant}, mounts)
+        Statement(Effect=Allow, Action=[efs.ClientMount], Resource=[fs.arn]))))  # fmt: skip
+    return Storage(fs, groups[0], groups[1], points, role, {"datasync": grant}, mounts)
 
 
 def build(cfg, instance: str) -> tuple[DataSync, dict[str, Any]]:
@@ -87,7 +86,7 @@ def test_efs_locations_mount_the_sync_access_points_over_tls_with_the_efs_role(c
     for name, access_point in expected.items():
         location = props(resources, name)
         assert location["AccessPointArn"] == {"Fn::GetAtt": [access_point, "Arn"]}
-        assert location["EfsFilesystemArn"] == {"Fn::GetAtt": ["StandInFileSystem", "Arn"]}
+        assert location["EfsFilesystemArn"] == g_file_system_arn()
         assert location["InTransitEncryption"] == "TLS1_2"
         assert location["FileSystemAccessRoleArn"] == {"Fn::GetAtt": ["StandInEfsRole", "Arn"]}
         ec2 = location["Ec2Config"]
@@ -231,8 +230,8 @@ def test_handler_over_the_inline_limit_fails_the_build(cfg, monkeypatch, tmp_pat
 def test_with_the_real_storage_the_locations_use_its_sync_points_role_and_group(cfg):
     g = groundwork(cfg, "prod")
     shiny_role = g.template.add_resource(Role("StandInShinyTaskRole", AssumeRolePolicyDocument=document()))
-    storage = add_storage(g.template, cfg, "prod", g.network, g.groups, g.key, TaskRoles(g.rstudio_task_role,
-                                                                                         shiny_role))  # fmt: skip
+    storage = add_storage(g.template, cfg, "prod", g.network, g.groups, g.stored.file_system,
+                          TaskRoles(g.rstudio_task_role, shiny_role))  # fmt: skip
     s3_role = instance_module.add_datasync_role(g.template, cfg, "prod")
     add_datasync(g.template, cfg, "prod", g.network, storage, g.key, s3_role)
     resources = g.template.to_dict()["Resources"]
@@ -242,3 +241,9 @@ def test_with_the_real_storage_the_locations_use_its_sync_points_role_and_group(
         assert location["FileSystemAccessRoleArn"] == {"Fn::GetAtt": [storage.datasync_role.title, "Arn"]}
         group = location["Ec2Config"]["SecurityGroupArns"][0]["Fn::Sub"][1]["Group"]
         assert group == {"Fn::GetAtt": [storage.datasync_security_group.title, "GroupId"]}
+
+
+def g_file_system_arn() -> dict[str, Any]:
+    """The kept file system's ARN as the compute stack builds it from its FileSystemId parameter."""
+    return {"Fn::Sub": ["arn:${AWS::Partition}:elasticfilesystem:${AWS::Region}:${AWS::AccountId}:file-system/${Id}",
+                        {"Id": {"Ref": "FileSystemId"}}]}

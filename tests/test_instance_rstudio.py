@@ -19,7 +19,6 @@ from troposphere.elasticloadbalancingv2 import (
 
 from generator.instance.capacity import add_ec2_capacity
 from generator.instance.rstudio import add_rstudio
-from generator.instance.secrets import add_rstudio_secrets
 from generator.instance.servers import rstudio_servers
 from stacksets.config import LaunchType, parse_config
 from tests.instance_parts import IMAGE_TAGS, Groundwork, groundwork
@@ -51,7 +50,7 @@ def build_rstudio(cfg, instance: str) -> dict[str, Any]:
     """Groundwork, stand-in ingress, secrets, EC2 capacity where configured and the RStudio services: the resources."""
     g = groundwork(cfg, instance)
     target_groups, rules = stand_in_ingress(g, cfg, instance)
-    secrets = add_rstudio_secrets(g.template, cfg, instance, g.key)
+    secrets = g.stored.secrets
     on_ec2 = cfg.instances[instance].rstudio.launch_type is LaunchType.ec2
     capacity = add_ec2_capacity(g.template, cfg, instance, g.network, g.cluster, g.key) if on_ec2 else None
     add_rstudio(g.template, cfg, instance, g.network, g.groups, g.cluster, g.key, g.rstudio_task_role, secrets,
@@ -246,7 +245,7 @@ def test_a_fargate_prod_has_no_ec2_capacity(example_data):
 
 def test_capacity_must_match_the_launch_type(cfg):
     g = groundwork(cfg, "dev")
-    secrets = add_rstudio_secrets(g.template, cfg, "dev", g.key)
+    secrets = g.stored.secrets
     with pytest.raises(ValueError, match="exactly when"):
         add_rstudio(g.template, cfg, "dev", g.network, g.groups, g.cluster, g.key, g.rstudio_task_role, secrets,
                     {}, {}, capacity=object(), image_tag=IMAGE_TAGS["rstudio"])  # type: ignore[arg-type]  # fmt: skip

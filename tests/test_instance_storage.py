@@ -11,7 +11,6 @@ from generator.instance.capacity import add_ec2_capacity
 from generator.instance.dns import add_certificates
 from generator.instance.ingress import add_ingress
 from generator.instance.rstudio import SHARED_ADMIN_UID, add_rstudio
-from generator.instance.secrets import add_rstudio_secrets
 from generator.instance.shiny import add_shiny, add_shiny_task_role
 from generator.instance.storage import SHINY_APPS_GID, SHINY_UID, TaskRoles, add_storage
 from generator.render import render
@@ -30,9 +29,9 @@ def build(cfg, instance: str) -> Template:
     g = groundwork(cfg, instance)
     t = g.template
     shiny_role = add_shiny_task_role(t, instance, g.cluster, g.key)
-    storage = add_storage(t, cfg, instance, g.network, g.groups, g.key, TaskRoles(g.rstudio_task_role, shiny_role))
+    storage = add_storage(t, cfg, instance, g.network, g.groups, g.stored.file_system, TaskRoles(g.rstudio_task_role, shiny_role))
     ingress = add_ingress(t, cfg, instance, g.network, g.groups, add_certificates(t, cfg, instance))
-    secrets = add_rstudio_secrets(t, cfg, instance, g.key)
+    secrets = g.stored.secrets
     on_ec2 = cfg.instances[instance].rstudio.launch_type is LaunchType.ec2
     capacity = add_ec2_capacity(t, cfg, instance, g.network, g.cluster, g.key) if on_ec2 else None
     add_rstudio(t, cfg, instance, g.network, g.groups, g.cluster, g.key, g.rstudio_task_role, secrets,

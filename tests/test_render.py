@@ -63,7 +63,7 @@ def test_template_over_the_limit_is_refused():
 def test_render_all_names_one_file_per_stackset(cfg):
     files = render_all(cfg).templates
     assert sorted(files) == sorted([
-        "rstudio-bootstrap.yaml", "rstudio-central.yaml", "rstudio-data.yaml", "rstudio-network.yaml",
+        "rstudio-bootstrap.yaml", "rstudio-central.yaml", "rstudio-data.yaml", "rstudio-prod-delegation.yaml",
         "rstudio-dev-zone.yaml", "rstudio-dev-data.yaml", "rstudio-dev.yaml",
         "rstudio-prod-zone.yaml", "rstudio-prod-data.yaml", "rstudio-prod.yaml",
     ])  # fmt: skip

@@ -15,7 +15,6 @@ from moto import mock_aws
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.ses.models import ses_backends
 
-from generator.instance.secrets import add_rstudio_secrets
 from generator.instance.servers import rstudio_servers
 from generator.instance.welcome import HANDLER, add_welcome_email
 from stacksets.config import Config, parse_config
@@ -36,7 +35,7 @@ handler_module = load_handler(HANDLER, "welcome_email_handler")
 
 def build(cfg: Config, instance: str) -> tuple[Any, dict[str, Any]]:
     g = groundwork(cfg, instance)
-    secrets = add_rstudio_secrets(g.template, cfg, instance, g.key)
+    secrets = g.stored.secrets
     resource = add_welcome_email(g.template, cfg, instance, g.key, secrets, rstudio_servers(cfg, instance))
     return resource, g.template.to_dict()["Resources"]
 
@@ -59,7 +58,7 @@ def with_welcome(example_data: dict[str, Any], instance: str) -> Config:
 
 def test_nothing_is_built_unless_enabled(cfg):
     g = groundwork(cfg, "dev")
-    secrets = add_rstudio_secrets(g.template, cfg, "dev", g.key)
+    secrets = g.stored.secrets
     before = set(g.template.resources)
     assert add_welcome_email(g.template, cfg, "dev", g.key, secrets, rstudio_servers(cfg, "dev")) is None
     assert set(g.template.resources) == before

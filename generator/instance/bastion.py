@@ -6,8 +6,9 @@ balancer. Security groups (security_groups.py) let SSH in from `bastion.allowed_
 port 22 of the RStudio and Shiny tasks, which accept SSH from nothing else.
 
 The admin's public key lives in the Secrets Manager secret `rstudio/<instance>/bastion/ssh-public-key`, so replacing
-it needs no deployment. CloudFormation cannot fill the secret without the key appearing in the template, so the stack
-creates it holding a random placeholder, and the platform team puts the real key in once:
+it needs no deployment. CloudFormation cannot fill the secret without the key appearing in the template, so the storage
+StackSet (generator/stacks/storage.py, kept across a rebuild of the instance) creates it holding a random placeholder,
+and the platform team puts the real key in once:
 
     aws secretsmanager put-secret-value --secret-id rstudio/<instance>/bastion/ssh-public-key \
         --secret-string "$(cat ~/.ssh/id_ed25519.pub)"
@@ -15,7 +16,7 @@ creates it holding a random placeholder, and the platform team puts the real key
 
 ECS injects secrets only when a task starts, hence the second command (also after every key change). CloudFormation
 names the service: `aws ecs list-services --cluster rstudio-<instance>` shows it (its name contains BastionService).
-Later stack updates leave the value alone as long as GenerateSecretString below is not edited.
+Later stack updates leave the value alone as long as the secret's GenerateSecretString is not edited.
 
 Finding the bastion: its public IP changes with every task. `aws ecs list-tasks --cluster rstudio-<instance> --family
 rstudio-<instance>-bastion` gives the task; `aws ecs describe-tasks` its network interface id (attachment detail
@@ -33,7 +34,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from troposphere import GetAtt, Ref, Template
+from troposphere import AWSHelperFn, GetAtt, Parameter, Ref, Template
 from troposphere.ec2 import SecurityGroup
 from troposphere.ecs import (
     AwsvpcConfiguration,
@@ -50,11 +51,8 @@ from troposphere.ecs import (
 )
 from troposphere.ecs import Secret as ContainerSecret
 from troposphere.iam import Role
-from troposphere.kms import Key
 from troposphere.logs import LogGroup
-from troposphere.secretsmanager import GenerateSecretString, Secret
 
-from generator.common import retain
 from generator.instance.cluster import ClusterParts
 from generator.instance.network import Network
 from generator.instance.security_groups import SSH_PORT, SecurityGroups
@@ -70,7 +68,7 @@ from stacksets.config import Config
 
 
 class Bastion(NamedTuple):
-    secret: Secret
+    secret: AWSHelperFn
     task_definition: TaskDefinition
     service: Service
     task_role: Role
@@ -81,11 +79,13 @@ def ssh_key_secret_name(instance: str) -> str:
 
 
 def add_bastion(t: Template, cfg: Config, instance: str, network: Network, groups: SecurityGroups,
-                cluster_parts: ClusterParts, key: Key, *, image_tag: str) -> Bastion | None:  # fmt: skip
+                cluster_parts: ClusterParts, key: Parameter, key_secret: AWSHelperFn | None, *,
+                image_tag: str) -> Bastion | None:  # fmt: skip
+    """`key_secret`: the ARN of the admin's SSH public key secret, kept in the storage StackSet."""
     settings = cfg.instances[instance]
-    if not settings.bastion.enabled or groups.bastion is None:
+    if not settings.bastion.enabled or groups.bastion is None or key_secret is None:
         return None
-    secret = add_bastion_key_secret(t, instance, key)
+    secret = key_secret
     log_group = add_log_group(t, "BastionLogGroup", f"/rstudio/{instance}/bastion", key, settings.logs.retention_days)
     execution_role = add_execution_role(t, "BastionExecutionRole", cfg, "bastion", log_group, key, secrets=[secret])
     task_role = add_exec_task_role(t, "BastionTaskRole", f"SSH bastion of RStudio instance {instance}: ECS Exec only",
@@ -96,24 +96,13 @@ def add_bastion(t: Template, cfg: Config, instance: str, network: Network, group
     return Bastion(secret, task_definition, service, task_role)
 
 
-def add_bastion_key_secret(t: Template, instance: str, key: Key) -> Secret:
-    # No rotation schedule: a public key is replaced by its owner, not rotated by a Lambda.
-    return t.add_resource(retain(Secret(
-        "BastionSshKeySecret", Name=ssh_key_secret_name(instance), KmsKeyId=GetAtt(key, "Arn"),
-        Description=f"SSH public key of the admin of RStudio instance {instance}'s bastion; created as a random "
-                    "placeholder, replaced by the platform team (see generator/instance/bastion.py)",
-        # A placeholder that is certainly not a public key; only the platform team's put-secret-value makes it one.
-        GenerateSecretString=GenerateSecretString(PasswordLength=32, ExcludePunctuation=True),
-    )))  # fmt: skip
-
-
-def add_bastion_task_definition(t: Template, cfg: Config, instance: str, secret: Secret, log_group: LogGroup,
+def add_bastion_task_definition(t: Template, cfg: Config, instance: str, secret: AWSHelperFn, log_group: LogGroup,
                                 execution_role: Role, task_role: Role, *,
                                 image_tag: str) -> TaskDefinition:  # fmt: skip
     container = ContainerDefinition(
         Name="bastion", Image=image(cfg, "bastion", image_tag), Essential=True,
         PortMappings=[PortMapping(ContainerPort=SSH_PORT, Protocol="tcp")],
-        Secrets=[ContainerSecret(Name="SSH_PUBLIC_KEY", ValueFrom=Ref(secret))],
+        Secrets=[ContainerSecret(Name="SSH_PUBLIC_KEY", ValueFrom=secret)],
         LinuxParameters=LinuxParameters(InitProcessEnabled=True),
         # sshd writes host keys and its pid file at start, ECS Exec needs a writable root, Fargate has no tmpfs.
         ReadonlyRootFilesystem=False,

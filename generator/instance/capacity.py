@@ -78,7 +78,7 @@ class Ec2Capacity(NamedTuple):
 
 
 def add_ec2_capacity(t: Template, cfg: Config, instance: str, network: Network, cluster_parts: ClusterParts,
-                     key: Key) -> Ec2Capacity:  # fmt: skip
+                     key: Parameter) -> Ec2Capacity:  # fmt: skip
     instance_type = cfg.instances[instance].rstudio.ec2_instance_type
     if instance_type is None:
         raise ValueError(f"instance {instance!r} runs RStudio on Fargate; it has no EC2 capacity")
@@ -87,7 +87,6 @@ def add_ec2_capacity(t: Template, cfg: Config, instance: str, network: Network, 
     template = add_launch_template(t, instance, instance_type, cluster_parts, key, group, profile)
     asg = add_auto_scaling_group(t, instance, network, template, len(rstudio_servers(cfg, instance)) + 1)
     provider, associations = add_capacity_provider(t, cluster_parts, asg)
-    grant_key_to_auto_scaling(key)
     return Ec2Capacity(provider, asg, template, role, associations, group)
 
 
@@ -115,14 +114,14 @@ def add_instance_role(t: Template, instance: str) -> tuple[Role, InstanceProfile
     return role, profile
 
 
-def add_launch_template(t: Template, instance: str, instance_type: str, cluster_parts: ClusterParts, key: Key,
+def add_launch_template(t: Template, instance: str, instance_type: str, cluster_parts: ClusterParts, key: Parameter,
                         group: SecurityGroup, profile: InstanceProfile) -> LaunchTemplate:  # fmt: skip
     ami = t.add_parameter(Parameter(
         "EcsAmiId", Type="AWS::SSM::Parameter::Value<AWS::EC2::Image::Id>", Default=ECS_AMI_PARAMETER,
         Description="ECS-optimized Amazon Linux 2023 AMI (AWS's public parameter; keep the default)",
     ))  # fmt: skip
     volume = EBSBlockDevice(VolumeType="gp3", VolumeSize=ROOT_VOLUME_GIB, Encrypted=True,
-                            KmsKeyId=GetAtt(key, "Arn"), DeleteOnTermination=True)  # fmt: skip
+                            KmsKeyId=Ref(key), DeleteOnTermination=True)  # fmt: skip
     data = LaunchTemplateData(
         ImageId=Ref(ami), InstanceType=instance_type, EbsOptimized=True,
         IamInstanceProfile=IamInstanceProfile(Arn=GetAtt(profile, "Arn")),
@@ -170,7 +169,8 @@ def add_capacity_provider(t: Template, cluster_parts: ClusterParts,
 
 
 def grant_key_to_auto_scaling(key: Key) -> list[Statement]:
-    """Adds to the instance key's policy what Auto Scaling needs to launch instances with volumes encrypted by it.
+    """Adds to the instance key's policy (in the storage StackSet) what Auto Scaling needs to launch instances with
+    volumes encrypted by it.
 
     The service-linked role's own policy covers only AWS managed keys, so the key policy must name it (EC2 Auto
     Scaling user guide, "Required KMS key policy for use with encrypted volumes"). The role exists only once the

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from troposphere import GetAtt, Ref, Template
+from troposphere import Parameter, Ref, Template
 from troposphere.ecs import (
     Cluster,
     ClusterConfiguration,
@@ -12,7 +12,6 @@ from troposphere.ecs import (
     ExecuteCommandConfiguration,
     ExecuteCommandLogConfiguration,
 )
-from troposphere.kms import Key
 from troposphere.logs import LogGroup
 
 from generator.instance.tasks import add_log_group
@@ -23,7 +22,7 @@ class ClusterParts(NamedTuple):
     exec_log_group: LogGroup
 
 
-def add_cluster(t: Template, instance: str, key: Key, retention_days: int) -> ClusterParts:
+def add_cluster(t: Template, instance: str, key: Parameter, retention_days: int) -> ClusterParts:
     exec_logs = add_log_group(t, "ExecLogGroup", f"/rstudio/{instance}/ecs-exec", key, retention_days)
     cluster = t.add_resource(
         Cluster(
@@ -32,7 +31,7 @@ def add_cluster(t: Template, instance: str, key: Key, retention_days: int) -> Cl
             ClusterSettings=[ClusterSetting(Name="containerInsights", Value="enabled")],
             Configuration=ClusterConfiguration(
                 ExecuteCommandConfiguration=ExecuteCommandConfiguration(
-                    KmsKeyId=GetAtt(key, "Arn"),
+                    KmsKeyId=Ref(key),
                     Logging="OVERRIDE",
                     LogConfiguration=ExecuteCommandLogConfiguration(
                         CloudWatchEncryptionEnabled=True, CloudWatchLogGroupName=Ref(exec_logs)

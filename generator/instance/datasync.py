@@ -16,8 +16,8 @@ import awacs.kms
 import awacs.logs
 import awacs.sqs
 import awacs.sts
-from awacs.aws import ArnEquals, ArnLike, Condition, Principal, StringEquals
-from troposphere import AWSObject, GetAtt, Ref, Sub, Template
+from awacs.aws import ArnEquals, Condition, Principal
+from troposphere import AWSObject, GetAtt, Parameter, Ref, Sub, Template
 from troposphere.awslambda import (
     Code,
     DeadLetterConfig,
@@ -32,13 +32,12 @@ from troposphere.events import DeadLetterConfig as RuleDeadLetterConfig
 from troposphere.events import RetryPolicy, Rule, Target
 from troposphere.iam import Policy as RolePolicy
 from troposphere.iam import Role
-from troposphere.kms import Key
-from troposphere.logs import LogGroup, ResourcePolicy
+from troposphere.logs import LogGroup
 from troposphere.sqs import Queue, QueuePolicy
 
 from generator import naming
 from generator.common import skip_checkov
-from generator.iam import Allow, Statement, arn, conditions, document, regional_arn
+from generator.iam import Allow, Statement, arn, document
 from generator.instance.network import Network
 from generator.instance.storage import HOURLY_SYNC, INSTANT_UPLOAD, Storage
 from generator.instance.tasks import add_log_group
@@ -77,16 +76,16 @@ class DataSync(NamedTuple):
     dead_letters: Queue
 
 
-def add_datasync(t: Template, cfg: Config, instance: str, network: Network, storage: Storage, key: Key,
+def add_datasync(t: Template, cfg: Config, instance: str, network: Network, storage: Storage, key: Parameter,
                  datasync_s3_role: Role) -> DataSync:  # fmt: skip
     settings = cfg.instances[instance]
-    log_group, log_policy = add_task_logs(t, instance, key, settings.logs.retention_days)
+    log_group = add_task_logs(t, instance, key, settings.logs.retention_days)
     tasks = {}
     for prefix, access_point in SYNCS.items():
         source = add_s3_location(t, cfg, instance, prefix, datasync_s3_role)
         destination = add_efs_location(t, prefix, network, storage, storage.access_points[access_point])
         schedule = settings.datasync.schedule if prefix == "hourly" else None
-        tasks[prefix] = add_task(t, instance, prefix, source, destination, log_group, log_policy, schedule)
+        tasks[prefix] = add_task(t, instance, prefix, source, destination, log_group, schedule)
     dead_letters = add_dead_letter_queue(t, key)
     trigger = add_trigger_function(t, cfg, instance, key, tasks["instant"], dead_letters)
     rule = add_trigger_rule(t, cfg, instance, trigger, dead_letters)
@@ -98,27 +97,10 @@ def upload_bucket(cfg: Config, instance: str) -> str:
     return naming.upload_bucket_name(instance, cfg.accounts.data, cfg.default_region)
 
 
-def add_task_logs(t: Template, instance: str, key: Key, retention_days: int) -> tuple[LogGroup, ResourcePolicy]:
-    """TRANSFER-level task logs, and the resource policy DataSync needs to write them (it uses no role for logs)."""
-    name = f"/rstudio/{instance}/datasync"
-    log_group = add_log_group(t, "DataSyncLogGroup", name, key, retention_days)
-    # The policy document is a JSON string, so the pseudo parameters go through Sub rather than Ref.
-    statement = Statement(
-        Sid="DataSyncTaskLogs", Effect=Allow, Principal=Principal("Service", "datasync.amazonaws.com"),
-        Action=[awacs.logs.CreateLogStream, awacs.logs.PutLogEvents],
-        Resource=[f"arn:${{AWS::Partition}}:logs:${{AWS::Region}}:${{AWS::AccountId}}:log-group:{name}:*"],
-        # Any DataSync task of this account and region: the tasks name this group, so naming them here would be a
-        # dependency cycle.
-        Condition=conditions(
-            StringEquals("aws:SourceAccount", "${AWS::AccountId}"),
-            ArnLike("aws:SourceArn", "arn:${AWS::Partition}:datasync:${AWS::Region}:${AWS::AccountId}:task/*")),
-    )  # fmt: skip
-    # Only datasync.amazonaws.com: delivery.logs.amazonaws.com delivers vended logs, which DataSync tasks do not use.
-    policy = t.add_resource(
-        ResourcePolicy("DataSyncLogResourcePolicy", PolicyName=f"{instance_stackset(instance)}-datasync",
-                       PolicyDocument=Sub(document(statement).to_json(indent=None, sort_keys=True)))
-    )  # fmt: skip
-    return log_group, policy
+def add_task_logs(t: Template, instance: str, key: Parameter, retention_days: int) -> LogGroup:
+    """TRANSFER-level task logs. DataSync writes them under the account's one resource policy for all instances'
+    DataSync log groups (generator/stacks/logs.py, the rstudio-logs StackSet this one depends on)."""
+    return add_log_group(t, "DataSyncLogGroup", f"/rstudio/{instance}/datasync", key, retention_days)
 
 
 def add_s3_location(t: Template, cfg: Config, instance: str, prefix: str, role: Role) -> LocationS3:
@@ -146,19 +128,19 @@ def add_efs_location(t: Template, prefix: str, network: Network, storage: Storag
     )  # fmt: skip
     return t.add_resource(
         LocationEFS(naming.logical_id("DataSync", prefix, "EfsLocation"),
-                    EfsFilesystemArn=GetAtt(storage.file_system, "Arn"), AccessPointArn=GetAtt(access_point, "Arn"),
+                    EfsFilesystemArn=storage.file_system.arn, AccessPointArn=GetAtt(access_point, "Arn"),
                     InTransitEncryption="TLS1_2", FileSystemAccessRoleArn=GetAtt(storage.datasync_role, "Arn"),
                     Subdirectory="/", Ec2Config=ec2, DependsOn=depends)
     )  # fmt: skip
 
 
 def add_task(t: Template, instance: str, prefix: str, source: LocationS3, destination: LocationEFS,
-             log_group: LogGroup, log_policy: ResourcePolicy, schedule: str | None) -> Task:  # fmt: skip
+             log_group: LogGroup, schedule: str | None) -> Task:  # fmt: skip
     extra = {"Schedule": TaskSchedule(ScheduleExpression=schedule, Status="ENABLED")} if schedule else {}
     return t.add_resource(
         Task(naming.logical_id("DataSync", prefix, "Task"), Name=f"{instance_stackset(instance)}-{prefix}",
              SourceLocationArn=Ref(source), DestinationLocationArn=Ref(destination),
-             CloudWatchLogGroupArn=GetAtt(log_group, "Arn"), Options=OPTIONS, DependsOn=[log_policy.title], **extra)
+             CloudWatchLogGroupArn=GetAtt(log_group, "Arn"), Options=OPTIONS, **extra)
     )  # fmt: skip
 
 
@@ -174,24 +156,25 @@ def handler_code() -> str:
     return code
 
 
-def add_dead_letter_queue(t: Template, key: Key) -> Queue:
+def add_dead_letter_queue(t: Template, key: Parameter) -> Queue:
     """instant/ events that could not start a sync: the rule's undeliverable ones and the Lambda's failed ones. Both
     arrive as the EventBridge event in the message body, which the handler accepts back as {"Records": [...]}."""
-    return t.add_resource(Queue("DataSyncTriggerDeadLetterQueue", KmsMasterKeyId=GetAtt(key, "Arn"),
+    return t.add_resource(Queue("DataSyncTriggerDeadLetterQueue", KmsMasterKeyId=Ref(key),
                                 MessageRetentionPeriod=DEAD_LETTER_RETENTION_SECONDS))  # fmt: skip
 
 
-def add_trigger_function(t: Template, cfg: Config, instance: str, key: Key, instant_task: Task,
+def add_trigger_function(t: Template, cfg: Config, instance: str, key: Parameter, instant_task: Task,
                          dead_letters: Queue) -> Function:  # fmt: skip
     name = function_name(instance)
     settings = cfg.instances[instance]
-    log_group = add_log_group(t, "DataSyncTriggerLogGroup", f"/aws/lambda/{name}", key, settings.logs.retention_days)
-    role = add_trigger_role(t, instance, name, key, instant_task, dead_letters)
+    log_group = add_log_group(t, "DataSyncTriggerLogGroup", f"/rstudio/{instance}/datasync-trigger", key,
+                              settings.logs.retention_days)  # fmt: skip
+    role = add_trigger_role(t, instance, log_group, key, instant_task, dead_letters)
     function = Function(
         "DataSyncTriggerFunction", FunctionName=name, Description=f"Starts the instant DataSync task of {instance}",
         Code=Code(ZipFile=handler_code()), Handler="index.handler", Runtime="python3.12", Architectures=["arm64"],
         Timeout=60, MemorySize=128, ReservedConcurrentExecutions=2, Role=GetAtt(role, "Arn"),
-        KmsKeyArn=GetAtt(key, "Arn"),
+        KmsKeyArn=Ref(key),
         LoggingConfig=LoggingConfig(LogGroup=Ref(log_group)),
         # Lambda's own dead letters: events whose invocations kept failing (e.g. an execution kept running).
         DeadLetterConfig=DeadLetterConfig(TargetArn=GetAtt(dead_letters, "Arn")),
@@ -206,7 +189,8 @@ def add_trigger_function(t: Template, cfg: Config, instance: str, key: Key, inst
     return function
 
 
-def add_trigger_role(t: Template, instance: str, name: str, key: Key, instant_task: Task, dead_letters: Queue) -> Role:
+def add_trigger_role(t: Template, instance: str, log_group: LogGroup, key: Parameter, instant_task: Task,
+                     dead_letters: Queue) -> Role:  # fmt: skip
     """Start the instant task, write its own logs, dead-letter into its queue: nothing else. No
     ec2:DescribeNetworkInterfaces: the function is not in a VPC, and DataSync creates its network interfaces with
     its own service-linked role when the location is made, not on StartTaskExecution."""
@@ -214,12 +198,12 @@ def add_trigger_role(t: Template, instance: str, name: str, key: Key, instant_ta
         Statement(Sid="StartInstantTask", Effect=Allow, Action=[awacs.datasync.StartTaskExecution],
                   Resource=[Ref(instant_task)]),
         Statement(Sid="WriteOwnLogs", Effect=Allow, Action=[awacs.logs.CreateLogStream, awacs.logs.PutLogEvents],
-                  Resource=[regional_arn("logs", f"log-group:/aws/lambda/{name}:*")]),
+                  Resource=[Sub("${Group}:*", Group=GetAtt(log_group, "Arn"))]),
         Statement(Sid="DeadLetters", Effect=Allow, Action=[awacs.sqs.SendMessage],
                   Resource=[GetAtt(dead_letters, "Arn")]),
         # The queue and the environment are encrypted with the instance key.
         Statement(Sid="InstanceKey", Effect=Allow, Action=[awacs.kms.Decrypt, awacs.kms.GenerateDataKey],
-                  Resource=[GetAtt(key, "Arn")]),
+                  Resource=[Ref(key)]),
     )  # fmt: skip
     # No source conditions: an execution role can only be passed inside this account (iam:PassRole), and Lambda does
     # not document aws:SourceArn on the AssumeRole call it makes.

@@ -97,6 +97,10 @@ def add_access_log_bucket(t: Template, settings: Instance) -> tuple[Bucket, Buck
     bucket = hardened_bucket("AlbLogBucket", "unnamed", None, [rule])
     # Nothing else needs the name, and a generated one lets the stack be created again next to the retained bucket.
     del bucket.properties["BucketName"]
+    # Retain even when a first create rolls back: enabling access logs makes ELB write a test object at once, and a
+    # bucket that is not empty cannot be deleted, so the rollback would fail (ROLLBACK_FAILED) instead of finishing.
+    # Unnamed, the kept bucket never blocks the retry.
+    bucket.DeletionPolicy = "Retain"
     skip_checkov(bucket, CKV_AWS_18="this is the ALB's log bucket; logging it into another bucket only adds noise")
     t.add_resource(bucket)
     # The ELB log-delivery service principal (all current regions); the AWSLogs/<account>/ prefix is where ELB

@@ -13,7 +13,7 @@ import string
 from typing import NamedTuple
 
 import awacs.logs
-from troposphere import Cidr, GetAtt, GetAZs, Ref, Select, Tags, Template
+from troposphere import Cidr, GetAtt, GetAZs, Parameter, Ref, Select, Tags, Template
 from troposphere.ec2 import (
     EIP,
     VPC,
@@ -29,11 +29,9 @@ from troposphere.ec2 import (
 )
 from troposphere.iam import Policy as RolePolicy
 from troposphere.iam import Role
-from troposphere.kms import Key
-from troposphere.logs import LogGroup
 
-from generator.common import retain
 from generator.iam import Allow, Statement, document, regional_arn, service_trust
+from generator.instance.tasks import add_log_group
 from stacksets.config import Instance, Nat
 
 # The Amazon-provided IPv6 block is a /56; public subnets get /64s (the only size AWS allows for subnets) from it.
@@ -59,7 +57,7 @@ def subnet_ranges(vpc_cidr: str, zones: int) -> tuple[list[str], list[str]]:
     return [str(net) for net in private], [str(net) for net in public]
 
 
-def add_network(t: Template, instance: str, settings: Instance, key: Key) -> Network:
+def add_network(t: Template, instance: str, settings: Instance, key: Parameter) -> Network:
     vpc = t.add_resource(VPC("Vpc", CidrBlock=settings.network.vpc_cidr, EnableDnsHostnames=True,
                              EnableDnsSupport=True, Tags=Tags(Name=f"rstudio-{instance}")))  # fmt: skip
     gateway = t.add_resource(InternetGateway("InternetGateway", Tags=Tags(Name=f"rstudio-{instance}")))
@@ -137,12 +135,9 @@ def add_private_subnets(t: Template, instance: str, vpc: VPC, ranges: list[str],
     return subnets
 
 
-def add_flow_logs(t: Template, instance: str, vpc: VPC, key: Key, retention_days: int) -> FlowLog:
+def add_flow_logs(t: Template, instance: str, vpc: VPC, key: Parameter, retention_days: int) -> FlowLog:
     """All VPC traffic, accepted and rejected, into a KMS-encrypted log group: the network's audit trail."""
-    log_group = t.add_resource(
-        retain(LogGroup("FlowLogGroup", LogGroupName=f"/rstudio/{instance}/vpc-flow-logs",
-                        KmsKeyId=GetAtt(key, "Arn"), RetentionInDays=retention_days))
-    )  # fmt: skip
+    log_group = add_log_group(t, "FlowLogGroup", f"/rstudio/{instance}/vpc-flow-logs", key, retention_days)
     permissions = document(
         Statement(Effect=Allow, Resource=[GetAtt(log_group, "Arn")],
                   Action=[awacs.logs.CreateLogStream, awacs.logs.PutLogEvents, awacs.logs.DescribeLogStreams]),

@@ -41,7 +41,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from troposphere import GetAtt, Ref, Tags, Template
+from troposphere import AWSHelperFn, GetAtt, Parameter, Ref, Tags, Template
 from troposphere.ecs import (
     AwsvpcConfiguration,
     CapacityProviderStrategyItem,
@@ -63,9 +63,7 @@ from troposphere.ecs import (
 from troposphere.ecs import Secret as ContainerSecret
 from troposphere.elasticloadbalancingv2 import ListenerRule, TargetGroup
 from troposphere.iam import PolicyType, Role
-from troposphere.kms import Key
 from troposphere.logs import LogGroup
-from troposphere.secretsmanager import Secret
 
 from generator import naming
 from generator.iam import document, role_arn
@@ -101,7 +99,7 @@ class RStudioService(NamedTuple):
 
 
 def add_rstudio(t: Template, cfg: Config, instance: str, network: Network, groups: SecurityGroups,
-                cluster_parts: ClusterParts, key: Key, task_role: Role, secrets: RStudioSecrets,
+                cluster_parts: ClusterParts, key: Parameter, task_role: Role, secrets: RStudioSecrets,
                 target_groups: dict[str, TargetGroup], rules: dict[str, ListenerRule],
                 capacity: Ec2Capacity | None, storage: Storage | None = None, *,
                 image_tag: str) -> dict[str, RStudioService]:  # fmt: skip
@@ -127,7 +125,7 @@ def add_rstudio(t: Template, cfg: Config, instance: str, network: Network, group
     return services
 
 
-def add_rstudio_exec_policy(t: Template, cluster_parts: ClusterParts, key: Key, task_role: Role) -> PolicyType:
+def add_rstudio_exec_policy(t: Template, cluster_parts: ClusterParts, key: Parameter, task_role: Role) -> PolicyType:
     """ECS Exec rights for the shared task role, kept apart from the policies the data account's contract pins."""
     return t.add_resource(PolicyType(
         "RStudioTaskRoleEcsExecPolicy", PolicyName="ecs-exec", Roles=[Ref(task_role)],
@@ -139,7 +137,7 @@ def password_variable(user: str) -> str:
     return "PASSWORD_" + user.upper().replace("-", "_")
 
 
-def server_secrets(server: RStudioServer, secrets: RStudioSecrets) -> dict[str, Secret]:
+def server_secrets(server: RStudioServer, secrets: RStudioSecrets) -> dict[str, AWSHelperFn]:
     """Container variable -> secret, for exactly this server's users and its own cookie key."""
     own = {password_variable(user): secrets.passwords[user] for user in server.users}
     return {**own, "SECURE_COOKIE_KEY": secrets.cookie_keys[server.key]}
@@ -165,7 +163,7 @@ def container_environment(cfg: Config, instance: str, server: RStudioServer) -> 
 
 def add_rstudio_task_definition(t: Template, cfg: Config, instance: str, server: RStudioServer, log_group: LogGroup,
                                 execution_role: Role, task_role: Role,
-                                own: dict[str, Secret], storage: Storage | None = None, *,
+                                own: dict[str, AWSHelperFn], storage: Storage | None = None, *,
                                 image_tag: str) -> TaskDefinition:  # fmt: skip
     settings = cfg.instances[instance].rstudio
     volumes, mount_points = task_volumes(storage, rstudio_mounts(server)) if storage else ([], [])
@@ -173,7 +171,7 @@ def add_rstudio_task_definition(t: Template, cfg: Config, instance: str, server:
         Name="rstudio", Image=image(cfg, "rstudio", image_tag), Essential=True,
         PortMappings=[PortMapping(ContainerPort=RSTUDIO_PORT, Protocol="tcp")],
         Environment=container_environment(cfg, instance, server),
-        Secrets=[ContainerSecret(Name=name, ValueFrom=Ref(secret)) for name, secret in sorted(own.items())],
+        Secrets=[ContainerSecret(Name=name, ValueFrom=secret) for name, secret in sorted(own.items())],
         LinuxParameters=LinuxParameters(InitProcessEnabled=True), ReadonlyRootFilesystem=False,
         StopTimeout=STOP_TIMEOUT_SECONDS,
         Ulimits=[Ulimit(Name="nofile", SoftLimit=OPEN_FILES, HardLimit=OPEN_FILES)],

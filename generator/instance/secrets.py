@@ -1,62 +1,65 @@
-"""RStudio's secrets: a generated login password per Linux user and a secure-cookie key per RStudio server.
+"""The instance's stored data as the compute stack sees it: parameters filled from the storage stack's outputs.
 
-Secrets Manager generates the values at deploy time, so no template, parameter or log ever holds them. Each one is
-encrypted with the instance key and has a stable name (generator/naming.py) so admins and the welcome e-mail (issue 5)
-find it. Passwords are letters and digits only: they pass through ECS environment injection, chpasswd and shell
-scripts in the image, where quotes, colons or backslashes would break or weaken them; 24 characters of 62 symbols
-are still about 143 bits. The cookie key signs RStudio's login cookies: it must outlive any task (otherwise every
-restart logs everybody out) and differ per server (otherwise a cookie from one user's server opens another's).
-
-Both are retained: deleting the stack or a user must not silently destroy a password or log everybody out for good;
-`destroy` lists them. A re-created stack then needs the old secrets deleted (or restored) first, since names are fixed.
-There is no automatic rotation: ECS reads secrets only when a task starts, so rotating would need a rotation Lambda
-and a forced redeployment that ends every R session; password changes belong to the welcome/reset flow (issue 5).
+The key, the file system and the secrets live in the `rstudio-<instance>-storage` StackSet
+(generator/stacks/storage.py), so destroying and rebuilding the compute finds the same homes and passwords. The
+orchestrator reads that stack's outputs and passes them in here; the secret lists are comma-separated in an order
+both templates derive from the same config (users sorted, servers in rstudio_servers order), so `Fn::Select` picks
+each one without a parameter per user.
 """
 
 from __future__ import annotations
 
 from typing import NamedTuple
 
-from troposphere import GetAtt, Template
-from troposphere.kms import Key
-from troposphere.secretsmanager import GenerateSecretString, Secret
+from troposphere import AWSHelperFn, Parameter, Ref, Select, Sub, Template
 
-from generator import naming
-from generator.common import retain
 from generator.instance.servers import rstudio_servers
+from generator.instance.storage import FileSystemRef
+from generator.stacks.storage import password_users
 from stacksets.config import Config
-
-PASSWORD_LENGTH = 24
-COOKIE_KEY_LENGTH = 64
+from stacksets.naming import (
+    BASTION_KEY_SECRET,
+    COOKIE_KEY_SECRETS,
+    FILE_SYSTEM_ID,
+    KEY_ARN,
+    PASSWORD_SECRETS,
+    storage_stackset,
+)
 
 
 class RStudioSecrets(NamedTuple):
-    passwords: dict[str, Secret]
-    """Linux user -> its password secret."""
-    cookie_keys: dict[str, Secret]
-    """RStudioServer.key -> that server's secure-cookie key secret."""
+    passwords: dict[str, AWSHelperFn]
+    """Linux user -> the ARN of its password secret."""
+    cookie_keys: dict[str, AWSHelperFn]
+    """RStudioServer.key -> the ARN of that server's secure-cookie key secret."""
 
 
-def _generated(t: Template, title: str, name: str, description: str, length: int, key: Key) -> Secret:
-    secret = Secret(
-        title, Name=name, Description=description, KmsKeyId=GetAtt(key, "Arn"),
-        GenerateSecretString=GenerateSecretString(PasswordLength=length, ExcludePunctuation=True,
-                                                  RequireEachIncludedType=True),
-    )  # fmt: skip
-    return t.add_resource(retain(secret))
+class StoredData(NamedTuple):
+    key: Parameter
+    """The instance key's ARN."""
+    file_system: FileSystemRef
+    secrets: RStudioSecrets
+    bastion_key: AWSHelperFn | None
+    """The ARN of the bastion admin's SSH key secret, when the instance has a bastion."""
 
 
-def add_rstudio_secrets(t: Template, cfg: Config, instance: str, key: Key) -> RStudioSecrets:
-    servers = rstudio_servers(cfg, instance)
-    users = sorted({user for server in servers for user in server.users})
-    passwords = {
-        user: _generated(t, naming.logical_id(user, "Password"), naming.user_password_secret_name(instance, user),
-                         f"RStudio login password of {user} on instance {instance}", PASSWORD_LENGTH, key)
-        for user in users
-    }  # fmt: skip
-    cookie_keys = {
-        server.key: _generated(t, server.id("CookieKey"), naming.cookie_key_secret_name(instance, server.name),
-                               f"Secure-cookie key of {server.host}: signs its login cookies", COOKIE_KEY_LENGTH, key)
-        for server in servers
-    }  # fmt: skip
-    return RStudioSecrets(passwords, cookie_keys)
+def add_stored_data(t: Template, cfg: Config, instance: str) -> StoredData:
+    source = f"the {storage_stackset(instance)} StackSet's output of the same name"
+
+    def parameter(name: str, kind: str, description: str) -> Parameter:
+        return t.add_parameter(Parameter(name, Type=kind, Description=f"{description}: {source}"))
+
+    key = parameter(KEY_ARN, "String", "ARN of the instance KMS key")
+    file_system_id = parameter(FILE_SYSTEM_ID, "String", "The instance's file system")
+    passwords = parameter(PASSWORD_SECRETS, "CommaDelimitedList", "Login password secrets, users sorted")
+    cookie_keys = parameter(COOKIE_KEY_SECRETS, "CommaDelimitedList", "Secure-cookie key secrets, per server")
+    secrets = RStudioSecrets(
+        {user: Select(i, Ref(passwords)) for i, user in enumerate(password_users(cfg, instance))},
+        {server.key: Select(i, Ref(cookie_keys)) for i, server in enumerate(rstudio_servers(cfg, instance))},
+    )
+    bastion_key = None
+    if cfg.instances[instance].bastion.enabled:
+        bastion_key = Ref(parameter(BASTION_KEY_SECRET, "String", "The bastion admin's SSH public key secret"))
+    arn = Sub("arn:${AWS::Partition}:elasticfilesystem:${AWS::Region}:${AWS::AccountId}:file-system/${Id}",
+              Id=Ref(file_system_id))  # fmt: skip
+    return StoredData(key, FileSystemRef(Ref(file_system_id), arn), secrets, bastion_key)

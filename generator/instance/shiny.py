@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from troposphere import GetAtt, Ref, Sub, Template
+from troposphere import GetAtt, Parameter, Ref, Sub, Template
 from troposphere.applicationautoscaling import (
     PredefinedMetricSpecification,
     ScalableTarget,
@@ -51,9 +51,9 @@ from troposphere.ecs import (
 from troposphere.elasticloadbalancingv2 import ListenerRule, TargetGroup
 from troposphere.elasticloadbalancingv2 import LoadBalancer as Alb
 from troposphere.iam import Role
-from troposphere.kms import Key
 from troposphere.logs import LogGroup
 
+from generator import naming
 from generator.instance.cluster import ClusterParts
 from generator.instance.network import Network
 from generator.instance.security_groups import SHINY_PORT, SecurityGroups
@@ -81,7 +81,7 @@ class ShinyService(NamedTuple):
 
 
 def add_shiny(t: Template, cfg: Config, instance: str, network: Network, groups: SecurityGroups,
-              cluster_parts: ClusterParts, key: Key, load_balancer: Alb, target_group: TargetGroup,
+              cluster_parts: ClusterParts, key: Parameter, load_balancer: Alb, target_group: TargetGroup,
               rule: ListenerRule, storage: Storage | None = None,
               task_role: Role | None = None, *, image_tag: str) -> ShinyService:  # fmt: skip
     """`task_role`: from add_shiny_task_role when storage needed the role first; made here when not given."""
@@ -99,10 +99,12 @@ def add_shiny(t: Template, cfg: Config, instance: str, network: Network, groups:
     return ShinyService(task_definition, service, task_role, target, policies)
 
 
-def add_shiny_task_role(t: Template, instance: str, cluster_parts: ClusterParts, key: Key) -> Role:
-    """Separate from add_shiny because the storage grants and the file-system policy name this role."""
+def add_shiny_task_role(t: Template, instance: str, cluster_parts: ClusterParts, key: Parameter) -> Role:
+    """Separate from add_shiny because the storage grants name this role, and the file-system policy (in the storage
+    StackSet) names it by its fixed name."""
     return add_exec_task_role(t, "ShinyTaskRole", f"Shiny tasks of instance {instance}: ECS Exec, app folder, no data "
-                              "access", cluster_parts.exec_log_group, key)  # fmt: skip
+                              "access", cluster_parts.exec_log_group, key,
+                              RoleName=naming.role_name(instance, naming.SHINY_TASK_ROLE))  # fmt: skip
 
 
 def add_shiny_task_definition(t: Template, cfg: Config, instance: str, log_group: LogGroup, execution_role: Role,

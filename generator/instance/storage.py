@@ -21,7 +21,8 @@ Who mounts what: every task mounts through an access point over TLS with IAM aut
 role). The grants are identity policies on the roles, each scoped to its access points with
 elasticfilesystem:AccessPointArn: within one account an identity-policy Allow is enough, and the file-system policy
 cannot name the access points, because each access point refers to the file system (a dependency cycle). The
-file-system policy holds the guardrails instead: no mount without TLS, none that bypasses the access points, and none
+file-system policy (in the storage StackSet, generator/stacks/storage.py) holds the guardrails instead: no mount
+without TLS, none that bypasses the access points, and none
 by any principal but the RStudio and Shiny task roles and the DataSync EFS role (an administrator who must mount the
 file system some other way changes the policy first).
 Per-user isolation rests on the task definitions, not on the role: all per-user servers share the RStudio task role,
@@ -37,28 +38,23 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import awacs.elasticfilesystem as efs
-from awacs.aws import ArnNotEquals, Bool, Condition, Null, PolicyDocument, Principal, StringEquals
-from troposphere import GetAtt, Ref, Tags, Template
+from awacs.aws import Condition, StringEquals
+from troposphere import AWSHelperFn, GetAtt, Ref, Tags, Template
 from troposphere.ec2 import SecurityGroup
 from troposphere.ecs import AuthorizationConfig, EFSVolumeConfiguration, MountPoint, Volume
 from troposphere.efs import (
     AccessPoint,
-    BackupPolicy,
     CreationInfo,
-    FileSystem,
-    LifecyclePolicy,
     MountTarget,
     RootDirectory,
 )
 from troposphere.iam import PolicyType, Role
-from troposphere.kms import Key
 
-from generator.common import retain
-from generator.iam import DATASYNC_SOURCE_ARN, Allow, Deny, Statement, document, service_trust
+from generator.iam import DATASYNC_SOURCE_ARN, Allow, Statement, document, service_trust
 from generator.instance.network import Network
 from generator.instance.security_groups import SecurityGroups, add_group, allow, allow_out
 from generator.instance.servers import RStudioServer
-from generator.naming import logical_id
+from generator.naming import DATASYNC_EFS_ROLE, logical_id, role_name
 from stacksets.config import Config, Mode
 
 NFS_PORT = 2049
@@ -88,20 +84,26 @@ class Folder(NamedTuple):
     permissions: str
 
 
+class FileSystemRef(NamedTuple):
+    """The kept file system, as parameters of the compute stack (generator/instance/secrets.py)."""
+
+    id: AWSHelperFn
+    arn: AWSHelperFn
+
+
 class TaskRoles(NamedTuple):
     rstudio: Role
     shiny: Role
 
 
 class Storage(NamedTuple):
-    file_system: FileSystem
+    file_system: FileSystemRef
+    """Kept in the storage StackSet (generator/stacks/storage.py); this stack mounts it."""
     security_group: SecurityGroup
     """The mount targets' group."""
     datasync_security_group: SecurityGroup
     """For the DataSync EFS locations: may reach the mount targets on NFS, nothing else."""
     access_points: dict[str, AccessPoint]
-    policy: PolicyDocument
-    """The file-system policy."""
     datasync_role: Role
     """FileSystemAccessRoleArn of the DataSync EFS locations (with AccessPointArn and InTransitEncryption TLS1_2)."""
     grants: dict[str, PolicyType]
@@ -129,18 +131,20 @@ def folders(cfg: Config, instance: str) -> list[Folder]:
     ]
 
 
-def add_storage(t: Template, cfg: Config, instance: str, network: Network, groups: SecurityGroups, key: Key,
-                roles: TaskRoles) -> Storage:  # fmt: skip
+def add_storage(t: Template, cfg: Config, instance: str, network: Network, groups: SecurityGroups,
+                file_system: FileSystemRef, roles: TaskRoles) -> Storage:  # fmt: skip
+    """Mount targets, access points and grants on the kept file system. Access points are pointers: a rebuilt stack
+    creates new ones on the same directories, so the homes are the ones from before."""
     efs_group, datasync_group = add_storage_security_groups(t, instance, network, groups)
     datasync_role = t.add_resource(Role(
-        "DataSyncEfsRole", Description=f"DataSync EFS locations of RStudio instance {instance}: the sync folders only",
+        "DataSyncEfsRole", RoleName=role_name(instance, DATASYNC_EFS_ROLE),
+        Description=f"DataSync EFS locations of RStudio instance {instance}: the sync folders only",
         AssumeRolePolicyDocument=service_trust("datasync.amazonaws.com", DATASYNC_SOURCE_ARN),
     ))  # fmt: skip
-    policy = file_system_policy([roles.rstudio, roles.shiny, datasync_role])
-    file_system, mount_targets = add_file_system(t, instance, network, key, efs_group, policy)
+    mount_targets = add_mount_targets(t, network, file_system, efs_group)
     access_points = {f.key: add_access_point(t, instance, file_system, f) for f in folders(cfg, instance)}
     grants = add_grants(t, file_system, access_points, roles, datasync_role)
-    return Storage(file_system, efs_group, datasync_group, access_points, policy, datasync_role, grants, mount_targets)
+    return Storage(file_system, efs_group, datasync_group, access_points, datasync_role, grants, mount_targets)
 
 
 def mount_dependencies(storage: Storage, grant: str) -> list[str]:
@@ -158,57 +162,33 @@ def add_storage_security_groups(t: Template, instance: str, network: Network,
     return efs_group, datasync
 
 
-def file_system_policy(roles: list[Role]) -> PolicyDocument:
-    """Guardrails only; the grants are the roles' identity policies (see the module docstring)."""
-    everyone = Principal("AWS", "*")
-    return document(
-        Statement(Sid="DenyInsecureTransport", Effect=Deny, Principal=everyone, Action=CLIENT_ACTIONS,
-                  Condition=Condition(Bool("aws:SecureTransport", "false"))),
-        Statement(Sid="DenyMountsBypassingAccessPoints", Effect=Deny, Principal=everyone, Action=CLIENT_ACTIONS,
-                  Condition=Condition(Null("elasticfilesystem:AccessPointArn", "true"))),
-        # Also refuses anonymous (non-IAM) mounts: they carry no principal ARN.
-        Statement(Sid="DenyAllButTheInstanceRoles", Effect=Deny, Principal=everyone, Action=CLIENT_ACTIONS,
-                  Condition=Condition(ArnNotEquals("aws:PrincipalArn", [GetAtt(role, "Arn") for role in roles]))),
-    )  # fmt: skip
-
-
-def add_file_system(t: Template, instance: str, network: Network, key: Key, group: SecurityGroup,
-                    policy: PolicyDocument) -> tuple[FileSystem, list[MountTarget]]:  # fmt: skip
-    file_system = t.add_resource(retain(FileSystem(
-        "FileSystem", Encrypted=True, KmsKeyId=GetAtt(key, "Arn"), BackupPolicy=BackupPolicy(Status="ENABLED"),
-        # Data untouched for a month moves to Infrequent Access; the first read brings a file back.
-        LifecyclePolicies=[LifecyclePolicy(TransitionToIA="AFTER_30_DAYS"),
-                           LifecyclePolicy(TransitionToPrimaryStorageClass="AFTER_1_ACCESS")],
-        # Elastic throughput: package installs and DataSync bursts need no credits that idle homes would have to earn.
-        PerformanceMode="generalPurpose", ThroughputMode="elastic", FileSystemPolicy=policy.JSONrepr(),
-        FileSystemTags=Tags(Name=f"rstudio-{instance}"),
-    )))  # fmt: skip
+def add_mount_targets(t: Template, network: Network, file_system: FileSystemRef,
+                      group: SecurityGroup) -> list[MountTarget]:  # fmt: skip
     # Logical ids carry the subnet's AZ letter, like the subnets.
-    mount_targets = [
-        t.add_resource(MountTarget(subnet.title.replace("PrivateSubnet", "MountTarget"), FileSystemId=Ref(file_system),
+    return [
+        t.add_resource(MountTarget(subnet.title.replace("PrivateSubnet", "MountTarget"), FileSystemId=file_system.id,
                                    SubnetId=Ref(subnet), SecurityGroups=[GetAtt(group, "GroupId")]))
         for subnet in network.private_subnets
     ]  # fmt: skip
-    return file_system, mount_targets
 
 
-def add_access_point(t: Template, instance: str, file_system: FileSystem, folder: Folder) -> AccessPoint:
+def add_access_point(t: Template, instance: str, file_system: FileSystemRef, folder: Folder) -> AccessPoint:
     creation = CreationInfo(OwnerUid=str(folder.uid), OwnerGid=str(folder.gid), Permissions=folder.permissions)
     access_point = AccessPoint(
-        folder.title, FileSystemId=Ref(file_system), RootDirectory=RootDirectory(Path=folder.path,
+        folder.title, FileSystemId=file_system.id, RootDirectory=RootDirectory(Path=folder.path,
                                                                                    CreationInfo=creation),
         AccessPointTags=Tags(Name=f"rstudio-{instance}{folder.path.replace('/', '-')}"),
     )  # fmt: skip
     return t.add_resource(access_point)
 
 
-def mount_grant(file_system: FileSystem, access_points: list[AccessPoint], actions: list) -> Statement:
-    return Statement(Effect=Allow, Action=actions, Resource=[GetAtt(file_system, "Arn")],
+def mount_grant(file_system: FileSystemRef, access_points: list[AccessPoint], actions: list) -> Statement:
+    return Statement(Effect=Allow, Action=actions, Resource=[file_system.arn],
                      Condition=Condition(StringEquals("elasticfilesystem:AccessPointArn",
                                                       [GetAtt(ap, "Arn") for ap in access_points])))  # fmt: skip
 
 
-def add_grants(t: Template, file_system: FileSystem, access_points: dict[str, AccessPoint], roles: TaskRoles,
+def add_grants(t: Template, file_system: FileSystemRef, access_points: dict[str, AccessPoint], roles: TaskRoles,
                datasync_role: Role) -> dict[str, PolicyType]:  # fmt: skip
     homes = [ap for name, ap in sorted(access_points.items()) if name.split("/")[0] == HOME]
     apps, shiny_home = access_points[APPS], access_points[SHINY_HOME]
@@ -259,7 +239,7 @@ def task_volumes(storage: Storage, mounts: list[Mount]) -> tuple[list[Volume], l
     """Task-definition volumes and the container's mount points: TLS and the task role on every mount."""
     volumes = [
         Volume(Name=m.volume, EFSVolumeConfiguration=EFSVolumeConfiguration(
-            FilesystemId=Ref(storage.file_system), TransitEncryption="ENABLED",
+            FilesystemId=storage.file_system.id, TransitEncryption="ENABLED",
             AuthorizationConfig=AuthorizationConfig(AccessPointId=Ref(storage.access_points[m.access_point]),
                                                     IAM="ENABLED")))
         for m in mounts

@@ -7,13 +7,11 @@ import awacs.kms
 import awacs.logs
 import awacs.secretsmanager
 import awacs.ssmmessages
-from troposphere import GetAtt, Ref, Sub, Template
+from troposphere import AWSHelperFn, GetAtt, Join, Parameter, Ref, Select, Split, Sub, Template
 from troposphere.ecs import LogConfiguration
 from troposphere.iam import Policy as RolePolicy
 from troposphere.iam import Role
-from troposphere.kms import Key
 from troposphere.logs import LogGroup
-from troposphere.secretsmanager import Secret
 
 from generator.common import retain
 from generator.iam import Allow, Statement, arn, document, regional_arn, service_trust
@@ -38,8 +36,14 @@ def repository_arn(cfg: Config, repository: str) -> Sub:
     return arn("ecr", f"repository/{repository}", region=cfg.default_region, account=cfg.accounts.central)
 
 
-def add_log_group(t: Template, title: str, name: str, key: Key, retention_days: int) -> LogGroup:
-    return t.add_resource(retain(LogGroup(title, LogGroupName=name, KmsKeyId=GetAtt(key, "Arn"),
+def stack_log_group_name(name: str) -> Join:
+    """`<name>/<this stack's id>`: log groups outlive the stack (RetainExceptOnCreate), so a rebuilt instance could
+    not take the same name, and its logs sit next to those of the stack before it under one prefix."""
+    return Join("/", [name, Select(2, Split("/", Ref("AWS::StackId")))])
+
+
+def add_log_group(t: Template, title: str, name: str, key: Parameter, retention_days: int) -> LogGroup:
+    return t.add_resource(retain(LogGroup(title, LogGroupName=stack_log_group_name(name), KmsKeyId=Ref(key),
                                           RetentionInDays=retention_days)))  # fmt: skip
 
 
@@ -48,8 +52,8 @@ def ecs_tasks_trust() -> object:
     return service_trust("ecs-tasks.amazonaws.com", regional_arn("ecs", "*"))
 
 
-def add_execution_role(t: Template, title: str, cfg: Config, repository: str, log_group: LogGroup, key: Key,
-                       secrets: list[Secret]) -> Role:  # fmt: skip
+def add_execution_role(t: Template, title: str, cfg: Config, repository: str, log_group: LogGroup, key: Parameter,
+                       secrets: list[AWSHelperFn]) -> Role:  # fmt: skip
     """What ECS itself needs to start one kind of task: pull its image, write its log group, read its own secrets."""
     statements = [
         # GetAuthorizationToken has no resource-level permissions: IAM accepts only "*" for it.
@@ -63,22 +67,24 @@ def add_execution_role(t: Template, title: str, cfg: Config, repository: str, lo
     if secrets:
         statements += [
             Statement(Sid="ReadOwnSecrets", Effect=Allow, Action=[awacs.secretsmanager.GetSecretValue],
-                      Resource=[Ref(secret) for secret in secrets]),
+                      Resource=list(secrets)),
             Statement(Sid="DecryptOwnSecrets", Effect=Allow, Action=[awacs.kms.Decrypt],
-                      Resource=[GetAtt(key, "Arn")]),
+                      Resource=[Ref(key)]),
         ]  # fmt: skip
     return t.add_resource(Role(title, AssumeRolePolicyDocument=ecs_tasks_trust(),
                                Policies=[RolePolicy(PolicyName="start-task", PolicyDocument=document(*statements))]))
 
 
-def add_exec_task_role(t: Template, title: str, description: str, exec_log_group: LogGroup, key: Key) -> Role:
-    """A task role whose only rights are ECS Exec's: for tasks that need no AWS access of their own."""
-    return t.add_resource(Role(title, Description=description, AssumeRolePolicyDocument=ecs_tasks_trust(),
+def add_exec_task_role(t: Template, title: str, description: str, exec_log_group: LogGroup, key: Parameter,
+                       **name: str) -> Role:  # fmt: skip
+    """A task role whose only rights are ECS Exec's: for tasks that need no AWS access of their own. `RoleName` only
+    where another template names the role."""
+    return t.add_resource(Role(title, Description=description, AssumeRolePolicyDocument=ecs_tasks_trust(), **name,
                                Policies=[RolePolicy(PolicyName="ecs-exec", PolicyDocument=document(
                                    *ecs_exec_statements(exec_log_group, key)))]))  # fmt: skip
 
 
-def ecs_exec_statements(exec_log_group: LogGroup, key: Key) -> list[Statement]:
+def ecs_exec_statements(exec_log_group: LogGroup, key: Parameter) -> list[Statement]:
     """Task-role rights ECS Exec needs: the SSM message channels, the session log group and the session key."""
     return [
         # The ssmmessages channel actions have no resource-level permissions.
@@ -90,6 +96,6 @@ def ecs_exec_statements(exec_log_group: LogGroup, key: Key) -> list[Statement]:
                   Action=[awacs.logs.CreateLogStream, awacs.logs.PutLogEvents, awacs.logs.DescribeLogStreams]),
         Statement(Sid="EcsExecDescribeLogGroups", Effect=Allow, Action=[awacs.logs.DescribeLogGroups],
                   Resource=[regional_arn("logs", "log-group:*")]),
-        Statement(Sid="EcsExecSessionKey", Effect=Allow, Action=[awacs.kms.Decrypt], Resource=[GetAtt(key, "Arn")]),
+        Statement(Sid="EcsExecSessionKey", Effect=Allow, Action=[awacs.kms.Decrypt], Resource=[Ref(key)]),
     ]  # fmt: skip
 

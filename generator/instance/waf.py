@@ -17,9 +17,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from troposphere import GetAtt, Ref, Template
+from troposphere import GetAtt, Parameter, Ref, Template
 from troposphere.elasticloadbalancingv2 import LoadBalancer
-from troposphere.kms import Key
 from troposphere.logs import LogGroup
 from troposphere.wafv2 import (
     ActionCondition,
@@ -73,7 +72,7 @@ class Waf(NamedTuple):
     log_group: LogGroup
 
 
-def add_waf(t: Template, cfg: Config, instance: str, load_balancer: LoadBalancer, key: Key) -> Waf:
+def add_waf(t: Template, cfg: Config, instance: str, load_balancer: LoadBalancer, key: Parameter) -> Waf:
     ip_sets = add_ip_sets(t, cfg, instance)
     rules = managed_rules() + rate_rules(cfg, instance) + allowlist_rules(ip_sets)
     acl = t.add_resource(WebACL(
@@ -149,7 +148,7 @@ def allowlist_rules(ip_sets: list[IPSet]) -> list[WebACLRule]:
                        VisibilityConfig=_visibility("AllowList"))]  # fmt: skip
 
 
-def add_waf_logging(t: Template, cfg: Config, instance: str, acl: WebACL, key: Key) -> LogGroup:
+def add_waf_logging(t: Template, cfg: Config, instance: str, acl: WebACL, key: Parameter) -> LogGroup:
     settings = cfg.instances[instance]
     # WAF only logs to log groups whose name starts with aws-waf-logs-.
     name = f"aws-waf-logs-{instance_stackset(instance)}"

@@ -18,14 +18,12 @@ import awacs.secretsmanager
 import awacs.ses
 import awacs.sts
 from awacs.aws import Condition, Principal, StringEquals
-from troposphere import GetAtt, Ref, Sub, Template
+from troposphere import AWSHelperFn, GetAtt, Parameter, Ref, Sub, Template
 from troposphere.awslambda import Code, EventInvokeConfig, Function, LoggingConfig
 from troposphere.cloudformation import CustomResource
 from troposphere.iam import Policy as RolePolicy
 from troposphere.iam import Role
-from troposphere.kms import Key
 from troposphere.logs import LogGroup
-from troposphere.secretsmanager import Secret
 
 from generator.common import skip_checkov
 from generator.iam import Allow, Statement, document, regional_arn
@@ -57,7 +55,7 @@ def handler_code() -> str:
     return code
 
 
-def add_welcome_email(t: Template, cfg: Config, instance: str, key: Key, secrets: RStudioSecrets,
+def add_welcome_email(t: Template, cfg: Config, instance: str, key: Parameter, secrets: RStudioSecrets,
                       servers: list[RStudioServer]) -> WelcomeEmail | None:  # fmt: skip
     settings = cfg.instances[instance]
     if not settings.welcome_email.enabled or settings.welcome_email.sender is None:
@@ -69,7 +67,7 @@ def add_welcome_email(t: Template, cfg: Config, instance: str, key: Key, secrets
                             [secrets.passwords[user] for user, _ in recipients])  # fmt: skip
     function = add_welcome_function(t, instance, role, log_group)
     users = [{"User": user, "Email": settings.users[user].email, "Url": f"https://{server.host}/",
-              "SecretArn": Ref(secrets.passwords[user])} for user, server in recipients]  # fmt: skip
+              "SecretArn": secrets.passwords[user]} for user, server in recipients]  # fmt: skip
     return t.add_resource(
         WelcomeEmail(
             logical_id("WelcomeEmail"),
@@ -83,12 +81,13 @@ def add_welcome_email(t: Template, cfg: Config, instance: str, key: Key, secrets
     )
 
 
-def add_welcome_role(t: Template, sender: str, key: Key, log_group: LogGroup, passwords: list[Secret]) -> Role:
+def add_welcome_role(t: Template, sender: str, key: Parameter, log_group: LogGroup,
+                     passwords: list[AWSHelperFn]) -> Role:  # fmt: skip
     via_secrets_manager = StringEquals("kms:ViaService", Sub("secretsmanager.${AWS::Region}.amazonaws.com"))
     statements = document(
         Statement(Sid="ReadMailedPasswords", Effect=Allow, Action=[awacs.secretsmanager.GetSecretValue],
-                  Resource=[Ref(secret) for secret in passwords]),
-        Statement(Sid="DecryptPasswords", Effect=Allow, Action=[awacs.kms.Decrypt], Resource=[GetAtt(key, "Arn")],
+                  Resource=list(passwords)),
+        Statement(Sid="DecryptPasswords", Effect=Allow, Action=[awacs.kms.Decrypt], Resource=[Ref(key)],
                   Condition=Condition(via_secrets_manager)),
         # SES authorizes sending on the identity (address or domain) the mail is sent as; the condition pins the sender.
         Statement(Sid="SendAsConfiguredSender", Effect=Allow, Action=[awacs.ses.SendEmail, awacs.ses.SendRawEmail],

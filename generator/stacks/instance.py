@@ -1,6 +1,8 @@
 """One RStudio instance: VPC, ALB with TLS and WAF, RStudio and Shiny on ECS, and the roles the data account trusts.
 
-StackSet `rstudio-<instance>`. This module holds the instance-side halves of the contracts the data account's
+StackSet `rstudio-<instance>`: the instance's compute, everything `deploy.py destroy` removes and a rebuild
+re-creates. What holds data (key, file system, secrets) is the storage StackSet's (generator/stacks/storage.py),
+passed in as parameters. This module holds the instance-side halves of the contracts the data account's
 template (generator/stacks/instance_data.py) relies on: the fixed role names it trusts and the bus its forwarding rule
 targets. The instance's own resource groups (network, ingress, DNS, WAF, services) are built by the modules of
 generator/instance/, called here in reading order.
@@ -16,28 +18,23 @@ import awacs.events
 import awacs.kms
 import awacs.s3
 import awacs.sts
-from awacs.aws import ArnLike, Condition, Principal, StringEquals
-from troposphere import GetAtt, Output, Ref, Sub, Template
+from awacs.aws import Condition, Principal, StringEquals
+from troposphere import GetAtt, Output, Template
 from troposphere.events import EventBusPolicy
 from troposphere.iam import Policy as RolePolicy
 from troposphere.iam import Role
-from troposphere.kms import Alias, Key
 
 from generator import naming
-from generator.common import new_template, retain
+from generator.common import new_template
 from generator.iam import (
     DATASYNC_BUCKET_ACTIONS,
     DATASYNC_OBJECT_ACTIONS,
     DATASYNC_SOURCE_ARN,
-    LOGS_KEY_ACTIONS,
     Allow,
     Statement,
-    account_key_statements,
     account_root,
     arn,
-    dead_letter_key_statement,
     document,
-    kms_actions,
     regional_arn,
     role_arn,
     service_trust,
@@ -50,7 +47,7 @@ from generator.instance.dns import add_alias_records, add_certificates
 from generator.instance.ingress import add_ingress
 from generator.instance.network import add_network
 from generator.instance.rstudio import add_rstudio
-from generator.instance.secrets import add_rstudio_secrets
+from generator.instance.secrets import add_stored_data
 from generator.instance.security_groups import add_security_groups
 from generator.instance.servers import rstudio_servers, shiny_host
 from generator.instance.shiny import add_shiny, add_shiny_task_role
@@ -72,7 +69,8 @@ def build(cfg: Config, instance: str, image_tags: Mapping[str, str]) -> Template
         raise ValueError(f"unknown instance {instance!r}; the config has {', '.join(sorted(cfg.instances))}")
     settings = cfg.instances[instance]
     t = new_template(__doc__)
-    key = add_key(t, instance)
+    stored = add_stored_data(t, cfg, instance)
+    key = stored.key
     network = add_network(t, instance, settings, key)
     groups = add_security_groups(t, instance, settings, network.vpc)
     cluster = add_cluster(t, instance, key, settings.logs.retention_days)
@@ -85,10 +83,11 @@ def build(cfg: Config, instance: str, image_tags: Mapping[str, str]) -> Template
     add_waf(t, cfg, instance, ingress.load_balancer, key)
 
     shiny_role = add_shiny_task_role(t, instance, cluster, key)
-    storage = add_storage(t, cfg, instance, network, groups, key, TaskRoles(roles.rstudio_task, shiny_role))
+    storage = add_storage(t, cfg, instance, network, groups, stored.file_system, TaskRoles(roles.rstudio_task,
+                                                                                            shiny_role))
     add_datasync(t, cfg, instance, network, storage, key, roles.datasync)
 
-    secrets = add_rstudio_secrets(t, cfg, instance, key)
+    secrets = stored.secrets
     on_ec2 = settings.rstudio.launch_type is LaunchType.ec2
     capacity = add_ec2_capacity(t, cfg, instance, network, cluster, key) if on_ec2 else None
     add_rstudio(t, cfg, instance, network, groups, cluster, key, roles.rstudio_task, secrets,
@@ -97,39 +96,9 @@ def build(cfg: Config, instance: str, image_tags: Mapping[str, str]) -> Template
     add_shiny(t, cfg, instance, network, groups, cluster, key, ingress.load_balancer, ingress.shiny_target_group,
               ingress.shiny_rule, storage, shiny_role, image_tag=image_tags["shiny"])  # fmt: skip
     add_welcome_email(t, cfg, instance, key, secrets, rstudio_servers(cfg, instance))
-    add_bastion(t, cfg, instance, network, groups, cluster, key, image_tag=image_tags["bastion"])
-    add_outputs(t, cfg, instance, key, roles)
+    add_bastion(t, cfg, instance, network, groups, cluster, key, stored.bastion_key, image_tag=image_tags["bastion"])
+    add_outputs(t, cfg, instance, roles)
     return t
-
-
-def add_key(t: Template, instance: str) -> Key:
-    """The instance's customer managed key: logs now, EFS and secrets (granted through IAM) later."""
-    key_policy = document(
-        *account_key_statements(),
-        dead_letter_key_statement(),
-        # "*" in a key policy means this key. The encryption context pins use to log groups of this account and region.
-        Statement(
-            Sid="CloudWatchLogsOfThisAccount",
-            Effect=Allow,
-            Principal=Principal("Service", Sub("logs.${AWS::Region}.amazonaws.com")),
-            Action=kms_actions(LOGS_KEY_ACTIONS),
-            Resource=["*"],
-            Condition=Condition(ArnLike("kms:EncryptionContext:aws:logs:arn", regional_arn("logs", "log-group:*"))),
-        ),
-    )  # fmt: skip
-    key = t.add_resource(
-        retain(
-            Key(
-                naming.logical_id("InstanceKey"),
-                Description=f"RStudio instance {instance}: log groups, file system and secrets",
-                EnableKeyRotation=True,
-                KeyPolicy=key_policy,
-            )
-        )
-    )
-    t.add_resource(Alias(naming.logical_id("InstanceKeyAlias"), AliasName=f"alias/{instance_stackset(instance)}",
-                         TargetKeyId=Ref(key)))  # fmt: skip
-    return key
 
 
 def add_rstudio_task_role(t: Template, cfg: Config, instance: str) -> Role:
@@ -206,11 +175,10 @@ def add_event_bus_policy(t: Template, cfg: Config, instance: str) -> EventBusPol
     )
 
 
-def add_outputs(t: Template, cfg: Config, instance: str, key: Key, roles: Roles) -> list[Output]:
+def add_outputs(t: Template, cfg: Config, instance: str, roles: Roles) -> list[Output]:
     """Where users go, and what the orchestrator and later readers of the stack need; nothing in the account imports
     them, so there are no exports."""
     outputs = [
-        Output("KeyArn", Description="Instance KMS key", Value=GetAtt(key, "Arn")),
         Output("RStudioTaskRoleArn", Description="RStudio task role", Value=GetAtt(roles.rstudio_task, "Arn")),
         Output("DataSyncRoleArn", Description="DataSync S3 location role", Value=GetAtt(roles.datasync, "Arn")),
         Output("ShinyUrl", Description="Shiny Server", Value=f"https://{shiny_host(cfg, instance)}/"),

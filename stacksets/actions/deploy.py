@@ -13,6 +13,7 @@ from stacksets.actions.diff import diff_stackset
 from stacksets.aws import explain
 from stacksets.calls import error_code
 from stacksets.config import PermissionModel
+from stacksets.naming import DELETION_PROTECTION_PARAMETER
 from stacksets.parameters import api_parameters
 from stacksets.plan import Node, Plan
 from stacksets.results import NodeFailed, State
@@ -37,10 +38,14 @@ def deploy_stackset(ctx: Context, node: Node, plan: Plan) -> Steps[State]:
         yield from operations.perform(api, "update_stack_set", Parameters=api_parameters(params),
                                       Capabilities=list(node.capabilities), **preferences,
                                       **ctx.staging.template_argument(node))  # fmt: skip
-    for regions, accounts, values in call_groups([*change.create, *change.retry], overrides):
+    creating = [*change.create, *change.retry]
+    for regions, accounts, values in call_groups(creating, overrides):
+        values = {**values, **unprotected_while_created(node)}
         extra = {"ParameterOverrides": api_parameters(values)} if values else {}
         yield from operations.perform(api, "create_stack_instances", Regions=regions, **preferences,
                                       **target_arguments(node, accounts), **extra)  # fmt: skip
+    if creating and unprotected_while_created(node):
+        yield from protect_created(ctx, node, creating, overrides)
     for regions, accounts, values in call_groups(change.update, overrides):
         yield from operations.perform(api, "update_stack_instances", Regions=regions,
                                       ParameterOverrides=api_parameters(values), **preferences,
@@ -58,6 +63,31 @@ def deploy_stackset(ctx: Context, node: Node, plan: Plan) -> Steps[State]:
         raise NodeFailed(f"{len(failures)} stack instance(s) failed", failures)
     ctx.parameters.collect_outputs(node, plan, current)
     return State.SUCCEEDED if change.changed or reattached else State.UNCHANGED
+
+
+def unprotected_while_created(node: Node) -> dict[str, str]:
+    """A stack whose first create fails rolls back by deleting what it made, and a load balancer with deletion
+    protection refuses (ROLLBACK_FAILED: the retry cannot even start). So new instances are created with the
+    protection off, as an override that protect_created() removes once they stand."""
+    return {DELETION_PROTECTION_PARAMETER: "false"} if DELETION_PROTECTION_PARAMETER in dict(node.declared) else {}
+
+
+def protect_created(ctx: Context, node: Node, created: list[Pair], overrides: Overrides) -> Steps[None]:
+    """The created instances that succeeded get their planned overrides back (without the protection override, so
+    the StackSet's value applies: on). Failed ones keep it off for their retry."""
+    api = ctx.api(node)
+    current = api.instances()
+    done = [(i["Account"], i["Region"]) for i in current if i.get("Status") == "CURRENT"]
+    standing = [pair for pair in created if pair in done]
+    if not standing:
+        return
+    ctx.run.emit(node.name, State.RUNNING, "update_stack_instances", "switching on the load balancer's deletion "
+                 "protection")  # fmt: skip
+    for regions, accounts, values in call_groups(standing, overrides):
+        yield from ctx.operations.perform(api, "update_stack_instances", Regions=regions,
+                                          ParameterOverrides=api_parameters(values),
+                                          OperationPreferences=node.operation_preferences,
+                                          **target_arguments(node, accounts, recorded_units(current)))  # fmt: skip
 
 
 def narrow_stale_overrides(ctx: Context, node: Node, live: dict[str, Any], instances: list[dict[str, Any]],

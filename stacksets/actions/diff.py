@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from stacksets.actions.context import Context
+from stacksets.naming import DELETION_PROTECTION_PARAMETER
 from stacksets.plan import DeclaredParameter, Node
 from stacksets.results import NodeDiff
 
@@ -33,7 +34,8 @@ def diff_stackset(ctx: Context, node: Node, strict: bool, live: dict[str, Any] |
             continue
         if existing[pair].get("Status") == "OUTDATED":
             retry.append(pair)
-        elif pair in overrides and api.instance_overrides(*pair) != overrides[pair]:
+        elif (pair in overrides or _may_be_left_unprotected(node)) and \
+                api.instance_overrides(*pair) != overrides.get(pair, {}):  # fmt: skip
             update.append(pair)
     prune = ctx.run.options.prune
     parameters_changed = _parameters_differ(live_params, params, dict(node.declared))
@@ -42,6 +44,12 @@ def diff_stackset(ctx: Context, node: Node, strict: bool, live: dict[str, Any] |
                     delete=extra if prune else (), orphaned=() if prune else extra,
                     instances=len(desired) + (0 if prune else len(extra)),
                     warnings=tuple(warnings))  # fmt: skip
+
+
+def _may_be_left_unprotected(node: Node) -> bool:
+    """An instance created with its deletion protection off (actions/deploy.py) whose run stopped before switching
+    it on still carries that override: the next deploy must notice it, though the plan has no overrides here."""
+    return DELETION_PROTECTION_PARAMETER in dict(node.declared)
 
 
 def _parameters_differ(live: dict[str, str], wanted: dict[str, str], declared: dict[str, DeclaredParameter]) -> bool:

@@ -284,7 +284,7 @@ class AwsModel:
                      "create_stack_instances", "update_stack_instances", "delete_stack_instances",
                      "describe_stack_set_operation", "list_stack_set_operation_results", "list_stack_instances",
                      "describe_stack_instance", "detect_stack_set_drift",
-                     "list_stack_instance_resource_drifts"):  # fmt: skip
+                     "list_stack_instance_resource_drifts", "list_stack_sets"):  # fmt: skip
             handlers[("cloudformation", name)] = getattr(w.stacksets, name)
         for name in ("list_stacks", "describe_stacks", "describe_stack_events", "describe_stack_resource_drifts"):
             handlers[("cloudformation", name)] = getattr(w.stacks, name)

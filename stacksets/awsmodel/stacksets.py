@@ -448,6 +448,20 @@ class StackSets:
             answer["StatusDetails"] = {"FailedStackInstancesCount": failed}
         return {"StackSetOperation": answer}
 
+    def list_stack_sets(self, caller: Caller, params: dict[str, Any]) -> dict[str, Any]:
+        """The caller's StackSets in its Region; with CallAs DELEGATED_ADMIN the organization's service-managed ones
+        (botocore model ListStackSets.CallAs). Deleted StackSets are gone from the model, so Status DELETED lists
+        none."""
+        self.advance()
+        owner = self._owner(caller, params)
+        wanted = params.get("Status")
+        rows = [{"StackSetName": s.name, "StackSetId": s.id, "Status": "ACTIVE", "PermissionModel": s.permission_model,
+                 "DriftStatus": s.drift_status, "ManagedExecution": {"Active": s.managed_execution}}
+                for (o, region, _), s in sorted(self.sets.items())
+                if o == owner and region == caller.region and wanted in (None, "ACTIVE")
+                and (params.get("CallAs") != "DELEGATED_ADMIN" or s.permission_model == "SERVICE_MANAGED")]  # fmt: skip
+        return _paged("Summaries", rows, params)
+
     def list_stack_set_operation_results(self, caller: Caller, params: dict[str, Any]) -> dict[str, Any]:
         s = self.get(caller, params)
         operation = s.operations.get(params["OperationId"])
