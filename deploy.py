@@ -260,31 +260,44 @@ def _write_timeline(args: argparse.Namespace, report: Any) -> None:
 
 def cmd_plan(args: argparse.Namespace, cfg: Config) -> int:
     """Compare the committed templates with what is deployed: per StackSet what would change, in dependency waves."""
-    from stacksets.report import plan_json, plan_text
+    from stacksets.report import plan_json, plan_text, retired_plan_text
+    from stacksets.retire import Retired
 
     plan = _plan(args, cfg)
     with _aws(args, cfg) as aws:
-        diffs = _executor(args, aws, plan, live=False).diff(plan)
-    sys.stdout.write(plan_json(plan, diffs) if args.json else plan_text(plan, diffs, aws.limits))
+        executor = _executor(args, aws, plan, live=False)
+        diffs = executor.diff(plan)
+        retired = Retired() if args.only else executor.retired(plan)
+    sys.stdout.write(plan_json(plan, diffs) if args.json else plan_text(plan, diffs, aws.limits)
+                     + retired_plan_text(retired, prune=False))  # fmt: skip
     return EXIT_OK
 
 
 def cmd_deploy(args: argparse.Namespace, cfg: Config) -> int:
     """Roll the committed templates out as StackSets, independent ones in parallel, touching only what changed."""
-    from stacksets.report import plan_text, status_table, summary_table
+    from stacksets.report import plan_text, retired_plan_text, status_table, summary_table
+    from stacksets.retire import Retired
 
     plan = _plan(args, cfg)
     _refuse_stale(args, cfg)
     with _aws(args, cfg) as aws:
         executor = _executor(args, aws, plan)
         diffs = executor.diff(plan)
-        sys.stdout.write(plan_text(plan, diffs, aws.limits))
-        if not any(diff.changed for diff in diffs):
+        retired = Retired() if args.only else executor.retired(plan)
+        pruning = retired.delete if args.prune else ()
+        sys.stdout.write(plan_text(plan, diffs, aws.limits) + retired_plan_text(retired, prune=args.prune))
+        if not any(diff.changed for diff in diffs) and not pruning:
             print("nothing to change")
             return EXIT_OK
         if not _confirm(args, "deploy these changes"):
             print("nothing deployed")
             return EXIT_FAILED
+        if pruning:
+            # first: what the retired instance stood on (rstudio-logs in its account) may go in the deploy
+            pruned = executor.prune(plan, pruning)
+            sys.stdout.write(summary_table(pruned))
+            if not pruned.ok:
+                return EXIT_FAILED
         report = executor.deploy(plan)
         sys.stdout.write(summary_table(report))
         _write_timeline(args, report)

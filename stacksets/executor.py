@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from random import random as default_random
 from typing import Any, Callable, TypeVar
 
 from botocore.exceptions import ClientError
 
+from stacksets import naming
 from stacksets.actions.context import Context, Steps
 from stacksets.actions.deploy import deploy_stackset
 from stacksets.actions.destroy import destroy_stackset
@@ -25,9 +27,9 @@ from stacksets.actions.diff import diff_stackset
 from stacksets.actions.drift import detect_drift
 from stacksets.actions.images import CentralAccount, ImageStepActions
 from stacksets.actions.status import stackset_status
-from stacksets.aws import AwsError, explain
+from stacksets.aws import AwsError, call_as_value, explain
 from stacksets.builders import Builder, CodeBuild
-from stacksets.calls import MUTATING, CredentialsError
+from stacksets.calls import MUTATING, CredentialsError, pages
 from stacksets.plan import ImageStep, Plan, Step
 from stacksets.results import (
     Diff,
@@ -44,6 +46,7 @@ from stacksets.results import (
     StatusRow,
     TimelineEntry,
 )
+from stacksets.retire import Retired, classify, retired_plan
 from stacksets.run import Options, Run, working_on
 from stacksets.state import StateFile
 from stacksets.template_checks import retained_resources
@@ -112,6 +115,25 @@ class Executor:
         reverse = plan.reversed()  # without the image step: the images stay in the retained repositories
         ctx = self._context(reverse)
         return walk(ctx.run, reverse, lambda node: destroy_stackset(ctx, node), "destroy", judge)
+
+    def retired(self, plan: Plan) -> Retired:
+        """The StackSets of instances the config no longer has; `plan` must be the whole plan, not an --only."""
+        ctx = self._context(plan)
+        cfn = ctx.run.clients.client("cloudformation")
+        found = pages(ctx.run, cfn, "list_stack_sets", "Summaries", Status="ACTIVE",
+                      **call_as_value(plan.nodes[naming.BOOTSTRAP].call_as))  # fmt: skip
+        return classify([summary["StackSetName"] for summary in found], plan)
+
+    def prune(self, plan: Plan, names: tuple[str, ...]) -> Report:
+        """Delete retired compute StackSets (from retired()), dependents first, with the templates they run now."""
+        ctx = self._context(plan)
+        base = plan.nodes[naming.BOOTSTRAP]
+        bodies = {}
+        for name in names:
+            live = ctx.api(replace(base, name=name)).describe()
+            if live is not None:
+                bodies[name] = live.get("TemplateBody", "")
+        return self.destroy(retired_plan(plan, bodies))
 
     def _each(self, plan: Plan, read: Callable[[Step], T]) -> list[T]:
         """`read` of every step, in plan order. The steps are independent reads, so they run side by side on the

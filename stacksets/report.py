@@ -10,6 +10,7 @@ from stacksets.awsmodel.scenario import Limits
 from stacksets.plan import Plan
 from stacksets.quotas import quota_warnings
 from stacksets.results import Diff, ImageDiff, ImageOutcome, NodeDiff, Report, State, StatusRow
+from stacksets.retire import Retired
 
 
 def _pairs(pairs: Iterable[tuple[str, str]]) -> str:
@@ -118,6 +119,20 @@ def retained_text(report: Report) -> str:
         return ""
     heading = "Retained on purpose (data survives destroy; delete by hand when truly unwanted):"
     return heading + "\n" + "\n".join(lines) + "\n"
+
+
+def retired_plan_text(retired: Retired, prune: bool) -> str:
+    """What a plan or deploy says about StackSets of instances the config no longer has."""
+    if not retired.delete and not retired.keep:
+        return ""
+    lines = ["Retired (deployed, but no longer in the config):"]
+    if retired.delete:
+        verb = "deleting now" if prune else "deploy --prune deletes them"
+        lines.append(f"  compute, {verb}: {', '.join(retired.delete)}")
+    if retired.keep:
+        lines.append("  kept, they hold data (delete their stack instances and StackSets by hand when truly "
+                     f"unwanted): {', '.join(retired.keep)}")  # fmt: skip
+    return "\n".join(lines) + "\n"
 
 
 def kept_text(kept: list[str]) -> str:
