@@ -140,7 +140,7 @@ def add_auto_scaling_group(t: Template, instance: str, network: Network, templat
                            max_size: int) -> AutoScalingGroup:  # fmt: skip
     """One instance per RStudio server at most, plus one so a replacement can start while an instance drains."""
     return t.add_resource(AutoScalingGroup(
-        "ContainerInstanceGroup", MinSize="0", MaxSize=str(max_size),
+        "ContainerInstanceGroup", MinSize="0", MaxSize=str(max_size), DependsOn=network.egress,
         VPCZoneIdentifier=[Ref(subnet) for subnet in network.private_subnets],
         LaunchTemplate=LaunchTemplateSpecification(LaunchTemplateId=Ref(template),
                                                    Version=GetAtt(template, "LatestVersionNumber")),

@@ -46,6 +46,9 @@ class Network(NamedTuple):
     # what needs the internet gateway attached must DependsOn it: CloudFormation orders only by references, and
     # nothing references the attachment ("DependsOn attribute", the Elastic IP example)
     attachment: VPCGatewayAttachment
+    # what runs in the private subnets and reaches the internet (image pulls, the ECS agent) must DependsOn these:
+    # the default routes through NAT and their subnet associations, which nothing running there references
+    egress: list[str]
 
 
 def subnet_ranges(vpc_cidr: str, zones: int) -> tuple[list[str], list[str]]:
@@ -69,9 +72,9 @@ def add_network(t: Template, instance: str, settings: Instance, key: Parameter) 
     ipv6 = t.add_resource(VPCCidrBlock("VpcIpv6CidrBlock", VpcId=Ref(vpc), AmazonProvidedIpv6CidrBlock=True))
     private_ranges, public_ranges = subnet_ranges(settings.network.vpc_cidr, settings.network.availability_zones)
     public = add_public_subnets(t, instance, vpc, public_ranges, gateway, attachment, ipv6)
-    private = add_private_subnets(t, instance, vpc, private_ranges, public, settings.network.nat, attachment)
+    private, egress = add_private_subnets(t, instance, vpc, private_ranges, public, settings.network.nat, attachment)
     add_flow_logs(t, instance, vpc, key, settings.logs.retention_days)
-    return Network(vpc, public, private, attachment)
+    return Network(vpc, public, private, attachment, egress)
 
 
 def _zone(index: int) -> tuple[str, Select]:
@@ -105,8 +108,9 @@ def add_public_subnets(t: Template, instance: str, vpc: VPC, ranges: list[str], 
 
 
 def add_private_subnets(t: Template, instance: str, vpc: VPC, ranges: list[str], public: list[Subnet],
-                        nat: Nat, attachment: VPCGatewayAttachment) -> list[Subnet]:  # fmt: skip
-    """A route table per AZ, so per_az NAT keeps traffic in its zone and single NAT can grow into per_az."""
+                        nat: Nat, attachment: VPCGatewayAttachment) -> tuple[list[Subnet], list[str]]:  # fmt: skip
+    """A route table per AZ, so per_az NAT keeps traffic in its zone and single NAT can grow into per_az. Returns
+    the subnets and the titles of what gives them their way out (Network.egress)."""
     gateways = []
     for subnet in public if nat is Nat.per_az else public[:1]:
         letter = subnet.title.removeprefix("PublicSubnet")
@@ -117,22 +121,22 @@ def add_private_subnets(t: Template, instance: str, vpc: VPC, ranges: list[str],
             NatGateway(f"NatGateway{letter}", AllocationId=GetAtt(address, "AllocationId"), SubnetId=Ref(subnet),
                        Tags=Tags(Name=f"rstudio-{instance}-{letter.lower()}"), DependsOn=[attachment.title])
         ))  # fmt: skip
-    subnets = []
+    subnets, egress = [], []
     for index, cidr in enumerate(ranges):
         letter, zone = _zone(index)
         gateway = gateways[index] if nat is Nat.per_az else gateways[0]
         table = t.add_resource(RouteTable(f"PrivateRouteTable{letter}", VpcId=Ref(vpc),
                                           Tags=Tags(Name=f"rstudio-{instance}-private-{letter.lower()}")))  # fmt: skip
-        t.add_resource(Route(f"PrivateDefaultRoute{letter}", RouteTableId=Ref(table),
-                             DestinationCidrBlock="0.0.0.0/0", NatGatewayId=Ref(gateway)))  # fmt: skip
+        egress.append(t.add_resource(Route(f"PrivateDefaultRoute{letter}", RouteTableId=Ref(table),
+                                           DestinationCidrBlock="0.0.0.0/0", NatGatewayId=Ref(gateway))).title)
         subnet = t.add_resource(
             Subnet(f"PrivateSubnet{letter}", VpcId=Ref(vpc), CidrBlock=cidr, AvailabilityZone=zone,
                    MapPublicIpOnLaunch=False, Tags=Tags(Name=f"rstudio-{instance}-private-{letter.lower()}"))
         )  # fmt: skip
-        t.add_resource(SubnetRouteTableAssociation(f"PrivateSubnet{letter}RouteTableAssociation",
-                                                   SubnetId=Ref(subnet), RouteTableId=Ref(table)))  # fmt: skip
+        egress.append(t.add_resource(SubnetRouteTableAssociation(
+            f"PrivateSubnet{letter}RouteTableAssociation", SubnetId=Ref(subnet), RouteTableId=Ref(table))).title)
         subnets.append(subnet)
-    return subnets
+    return subnets, egress
 
 
 def add_flow_logs(t: Template, instance: str, vpc: VPC, key: Parameter, retention_days: int) -> FlowLog:

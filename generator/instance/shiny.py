@@ -91,7 +91,7 @@ def add_shiny(t: Template, cfg: Config, instance: str, network: Network, groups:
     task_role = task_role or add_shiny_task_role(t, instance, cluster_parts, key)
     task_definition = add_shiny_task_definition(t, cfg, instance, log_group, execution_role, task_role, storage,
                                                 image_tag=image_tag)  # fmt: skip
-    depends_on = [rule.title] + (mount_dependencies(storage, "shiny") if storage else [])
+    depends_on = [rule.title, *network.egress] + (mount_dependencies(storage, "shiny") if storage else [])
     service = add_shiny_service(t, cfg, instance, network, groups, cluster_parts, task_definition, target_group,
                                 depends_on)  # fmt: skip
     target, policies = add_shiny_autoscaling(t, settings.shiny.autoscaling, cluster_parts, service, load_balancer,
