@@ -8,7 +8,7 @@ from typing import Any, Iterable
 
 from stacksets.awsmodel.scenario import Limits
 from stacksets.plan import Plan
-from stacksets.quotas import quota_warnings
+from stacksets.quotas import place_quota_warnings, quota_warnings
 from stacksets.results import Diff, ImageDiff, ImageOutcome, NodeDiff, Report, State, StatusRow
 from stacksets.retire import Retired
 
@@ -35,13 +35,22 @@ def images_plan_text(diff: ImageDiff) -> str:
     return "\n".join(_images_line(diff)) + "\n"
 
 
+def _templates_by_place(plan: Plan) -> dict[tuple[str, str], list[str]]:
+    places: dict[tuple[str, str], list[str]] = {}
+    for node in plan.nodes.values():
+        for place in node.targets.explicit_pairs():
+            places.setdefault(place, []).append(node.template_body)
+    return places
+
+
 def plan_text(plan: Plan, diffs: list[Diff], limits: Limits | None = None) -> str:
     """The plan in dependency waves, what changes in each StackSet, and first any default quota the rollout would
     cross (`limits`: the quotas in force, AWS's defaults unless a rehearsal scenario raises them)."""
     by_name = {diff.name: diff for diff in diffs}
     stacksets_only = [diff for diff in diffs if isinstance(diff, NodeDiff)]
     lines = [f"quota: {warning}" for warning in
-             quota_warnings(len(stacksets_only), {d.name: d.instances for d in stacksets_only}, limits)]
+             quota_warnings(len(stacksets_only), {d.name: d.instances for d in stacksets_only}, limits)
+             + place_quota_warnings(_templates_by_place(plan))]
     changes = 0
     stacksets = [diff for diff in diffs if isinstance(diff, NodeDiff)]
     for number, wave in enumerate(plan.waves(), start=1):

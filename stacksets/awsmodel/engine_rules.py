@@ -46,9 +46,20 @@ RULES: list[tuple[str, str, str]] = [
      USER_GUIDE + "using-cfn-stack-exports.html"),
     ("rollback", "A failed create rolls back (ROLLBACK_COMPLETE); a failed update restores the previous resources "
      "and outputs (UPDATE_ROLLBACK_COMPLETE)", USER_GUIDE + "using-cfn-describing-stacks.html (stack status codes)"),
+
+    ("vpc-quotas", "At most quota(vpcs_per_region) (5) VPCs per account and Region, the account's default VPC "
+     "counted, and quota(elastic_ips_per_region) (5) Elastic IPs: the next fails VpcLimitExceeded / "
+     "AddressLimitExceeded", "https://docs.aws.amazon.com/general/latest/gr/vpc-service.html (VPCs per Region); "
+     "EC2 user guide \"Elastic IP address quota\"; EC2 API error codes VpcLimitExceeded, AddressLimitExceeded"),
+    ("vended-logs", "The first WAF logging configuration to a CloudWatch Logs log group in an account and Region takes "
+     "one resource-policy slot: AWS adds the log-delivery resource policy, shared by later log groups",
+     "https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/AWS-logs-infrastructure-CWL.html (\"AWS creates or "
+     "changes the resource policies\"); the 5,120-character policy that later log groups share"),
 ]
 
-DEFAULT_QUOTAS = {"lambda_concurrent_executions": 1000, "logs_resource_policies": 10}
+DEFAULT_QUOTAS = {"lambda_concurrent_executions": 1000, "logs_resource_policies": 10, "vpcs_per_region": 5,
+                  "elastic_ips_per_region": 5}
+DEFAULT_VPCS = 1  # every Region of an account starts with its default VPC
 LAMBDA_UNRESERVED_FLOOR = 100
 ATTACHMENT = "AWS::EC2::VPCGatewayAttachment"
 
@@ -109,19 +120,51 @@ def refusal(run: Run, logical_id: str, resource_type: str, props: dict[str, Any]
         return order_failure(stack, resource_type)
     if resource_type == "AWS::Lambda::Function" and "ReservedConcurrentExecutions" in props:
         return _lambda_refusal(run, logical_id, int(props["ReservedConcurrentExecutions"]))
-    if resource_type == "AWS::Logs::ResourcePolicy" and logical_id not in stack.resources:
-        quota = env.quota(stack.account, "logs_resource_policies")
-        existing = [r for _, r in run.engine.registry.resources(stack.account, stack.region)
-                    if r.resource_type == resource_type]
-        if len(existing) >= quota:
+    new = logical_id not in stack.resources
+    if new and (resource_type == "AWS::Logs::ResourcePolicy" or _first_vended_logs(run, resource_type, props)):
+        if _logs_policies(run) >= env.quota(stack.account, "logs_resource_policies"):
             return "Resource limit exceeded. (Service: CloudWatchLogs; Status Code: 400; " \
                    "Error Code: LimitExceededException)"
+    if new and resource_type == "AWS::EC2::VPC":
+        if DEFAULT_VPCS + _count(run, resource_type) >= env.quota(stack.account, "vpcs_per_region"):
+            return "The maximum number of VPCs has been reached. (Service: Ec2; Status Code: 400; " \
+                   "Error Code: VpcLimitExceeded)"
+    if new and resource_type == "AWS::EC2::EIP":
+        if _count(run, resource_type) >= env.quota(stack.account, "elastic_ips_per_region"):
+            return "The maximum number of addresses has been reached. (Service: Ec2; Status Code: 400; " \
+                   "Error Code: AddressLimitExceeded)"
     if resource_type == "AWS::CertificateManager::Certificate" and props.get("ValidationMethod") == "DNS":
         for domain in [props.get("DomainName", ""), *props.get("SubjectAlternativeNames", [])]:
             if not env.dns_delegated(str(domain).lstrip("*.")):
                 return f"DNS validation of {domain} did not complete: ACM cannot resolve its validation CNAME " \
                        "because the domain's zone is not delegated to the hosted zone that holds the record"
     return None
+
+
+def _count(run: Run, resource_type: str) -> int:
+    stack = run.stack
+    return sum(1 for _, r in run.engine.registry.resources(stack.account, stack.region)
+               if r.resource_type == resource_type)  # fmt: skip
+
+
+def _sends_to_logs(props: dict[str, Any]) -> bool:
+    return any(":logs:" in str(destination) for destination in props.get("LogDestinationConfigs", []))
+
+
+def _vended_logs_in_use(run: Run) -> bool:
+    stack = run.stack
+    return any(r.resource_type == "AWS::WAFv2::LoggingConfiguration" and _sends_to_logs(r.properties)
+               for _, r in run.engine.registry.resources(stack.account, stack.region))  # fmt: skip
+
+
+def _first_vended_logs(run: Run, resource_type: str, props: dict[str, Any]) -> bool:
+    return resource_type == "AWS::WAFv2::LoggingConfiguration" and _sends_to_logs(props) and \
+        not _vended_logs_in_use(run)  # fmt: skip
+
+
+def _logs_policies(run: Run) -> int:
+    """The account's resource policies: its own, and the one log delivery adds for vended logs."""
+    return _count(run, "AWS::Logs::ResourcePolicy") + (1 if _vended_logs_in_use(run) else 0)
 
 
 def _lambda_refusal(run: Run, logical_id: str, wanted: int) -> str | None:

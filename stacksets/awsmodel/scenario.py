@@ -151,6 +151,14 @@ class Quotas(Model):
     # https://docs.aws.amazon.com/AmazonCloudWatchLogs/latest/APIReference/API_PutResourcePolicy.html
     logs_resource_policies: int = Field(default=10, ge=1)
     """CloudWatch Logs resource policies per Region."""
+    # "VPCs per Region", default 5, adjustable (quota L-F678F1CE): https://docs.aws.amazon.com/general/latest/gr/
+    # vpc-service.html. The account's default VPC takes one of them (stricter reading: it is an ordinary VPC).
+    vpcs_per_region: int = Field(default=5, ge=1)
+    """VPCs per Region, the default VPC included."""
+    # "EC2-VPC Elastic IPs", default 5 per Region, adjustable (quota L-0263D0A3): https://docs.aws.amazon.com/
+    # AWSEC2/latest/UserGuide/elastic-ip-addresses-eip.html#using-instance-addressing-limit
+    elastic_ips_per_region: int = Field(default=5, ge=1)
+    """Elastic IP addresses per Region (one per NAT gateway here)."""
 
 
 # Lambda keeps this much of "Concurrent executions" unreserved (configuration-concurrency.html, above).
