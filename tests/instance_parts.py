@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+import json
+from typing import Any, NamedTuple
 
 from troposphere import Template
 
@@ -13,6 +14,7 @@ from generator.instance.secrets import StoredData, add_stored_data
 from generator.instance.security_groups import SecurityGroups, add_security_groups
 from generator.stacks import instance as instance_module
 from stacksets.config import Config
+from stacksets.naming import BASTION_KEY_SECRET, COOKIE_KEY_SECRETS, FILE_SYSTEM_ID, KEY_ARN, PASSWORD_SECRETS
 
 # Image tags for tests that build one group at a time; the real ones are content hashes (generator/images).
 IMAGE_TAGS = {"rstudio": "ctx-0000000000000000rs01", "shiny": "ctx-0000000000000000sh01",
@@ -41,3 +43,19 @@ def groundwork(cfg: Config, instance: str) -> Groundwork:
     cluster = add_cluster(t, instance, key, settings.logs.retention_days)
     task_role = instance_module.add_rstudio_task_role(t, cfg, instance)
     return Groundwork(t, key, stored, network, groups, cluster, task_role)
+
+
+def stack_log_group_name(name: str) -> dict[str, Any]:
+    """A compute log group's name as rendered: the fixed name, then this stack's id (the last part of AWS::StackId),
+    so a rebuilt stack makes a new group next to the kept one."""
+    return {"Fn::Join": ["/", [name, {"Fn::Select": [2, {"Fn::Split": ["/", {"Ref": "AWS::StackId"}]}]}]]}
+
+
+def drop_unused_stored_parameters(t: Template) -> Template:
+    """Removes the stored-data parameters (add_stored_data) nothing in a partial template refers to, so that cfn-lint's
+    unused-parameter warning judges what the test builds: the whole compute template uses every one of them."""
+    rest = json.dumps({part: body for part, body in t.to_dict().items() if part != "Parameters"})
+    for name in [KEY_ARN, FILE_SYSTEM_ID, PASSWORD_SECRETS, COOKIE_KEY_SECRETS, BASTION_KEY_SECRET]:
+        if name in t.parameters and json.dumps({"Ref": name}) not in rest:
+            del t.parameters[name]
+    return t

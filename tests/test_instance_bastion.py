@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from generator.instance.bastion import add_bastion
+from generator.stacks import storage
 from stacksets.config import parse_config
-from tests.instance_parts import IMAGE_TAGS, groundwork
+from tests.instance_parts import IMAGE_TAGS, groundwork, stack_log_group_name
 
 
 def build_bastion(cfg, instance: str) -> tuple[object, dict[str, Any]]:
@@ -60,9 +61,12 @@ def test_only_the_bastion_task_gets_a_public_ip(cfg):
 
 
 def test_ssh_key_secret_is_encrypted_with_the_instance_key_retained_and_not_in_the_template(cfg):
-    bastion, resources = build_bastion(cfg, "prod")
-    secret = resources["BastionSshKeySecret"]
-    assert secret["DeletionPolicy"] == secret["UpdateReplacePolicy"] == "Retain"
+    # The secret is kept in the storage StackSet; the compute only takes its ARN as a parameter.
+    _, resources = build_bastion(cfg, "prod")
+    assert not [r for r in resources.values() if r["Type"] == "AWS::SecretsManager::Secret"]
+    secret = storage.build(cfg, "prod").to_dict()["Resources"]["BastionSshKeySecret"]
+    assert secret["DeletionPolicy"] == "RetainExceptOnCreate"
+    assert secret["UpdateReplacePolicy"] == "Retain"
     assert secret["Properties"]["Name"] == "rstudio/prod/bastion/ssh-public-key"
     assert secret["Properties"]["KmsKeyId"] == {"Fn::GetAtt": ["InstanceKey", "Arn"]}
     assert "SecretString" not in secret["Properties"]
@@ -74,7 +78,7 @@ def test_container_gets_its_key_from_the_secret(cfg):
     task = props(resources, "BastionTaskDefinition")
     [container] = task["ContainerDefinitions"]
     assert container["Name"] == "bastion"
-    assert container["Secrets"] == [{"Name": "SSH_PUBLIC_KEY", "ValueFrom": {"Ref": "BastionSshKeySecret"}}]
+    assert container["Secrets"] == [{"Name": "SSH_PUBLIC_KEY", "ValueFrom": {"Ref": "BastionKeySecretArn"}}]
     assert container["PortMappings"] == [{"ContainerPort": 22, "Protocol": "tcp"}]
     assert container["Image"] == {"Fn::Sub": f"222222222222.dkr.ecr.eu-west-1.${{AWS::URLSuffix}}/bastion:"
                                              f"{IMAGE_TAGS['bastion']}"}  # fmt: skip
@@ -88,8 +92,8 @@ def test_execution_role_reads_only_the_bastion_secret(cfg):
     assert task["ExecutionRoleArn"] == {"Fn::GetAtt": ["BastionExecutionRole", "Arn"]}
     [policy] = props(resources, "BastionExecutionRole")["Policies"]
     statements = {s["Sid"]: s for s in policy["PolicyDocument"]["Statement"]}
-    assert statements["ReadOwnSecrets"]["Resource"] == [{"Ref": "BastionSshKeySecret"}]
-    assert statements["DecryptOwnSecrets"]["Resource"] == [{"Fn::GetAtt": ["InstanceKey", "Arn"]}]
+    assert statements["ReadOwnSecrets"]["Resource"] == [{"Ref": "BastionKeySecretArn"}]
+    assert statements["DecryptOwnSecrets"]["Resource"] == [{"Ref": "InstanceKeyArn"}]
     assert statements["PullImage"]["Resource"] == [
         {"Fn::Sub": "arn:${AWS::Partition}:ecr:eu-west-1:222222222222:repository/bastion"}]
 
@@ -106,7 +110,8 @@ def test_task_role_grants_ecs_exec_only(cfg):
 def test_log_group_is_encrypted_retained_and_kept_as_configured(cfg):
     _, resources = build_bastion(cfg, "prod")
     log_group = resources["BastionLogGroup"]
-    assert log_group["DeletionPolicy"] == "Retain"
-    assert log_group["Properties"]["LogGroupName"] == "/rstudio/prod/bastion"
+    assert log_group["DeletionPolicy"] == "RetainExceptOnCreate"
+    assert log_group["UpdateReplacePolicy"] == "Retain"
+    assert log_group["Properties"]["LogGroupName"] == stack_log_group_name("/rstudio/prod/bastion")
     assert log_group["Properties"]["RetentionInDays"] == 365
-    assert log_group["Properties"]["KmsKeyId"] == {"Fn::GetAtt": ["InstanceKey", "Arn"]}
+    assert log_group["Properties"]["KmsKeyId"] == {"Ref": "InstanceKeyArn"}

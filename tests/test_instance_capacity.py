@@ -6,7 +6,9 @@ from typing import Any
 
 import pytest
 
+from generator.common import new_template
 from generator.instance.capacity import add_ec2_capacity
+from generator.stacks import storage
 from tests.instance_parts import groundwork
 
 SLR = "arn:${AWS::Partition}:iam::${AWS::AccountId}:role/aws-service-role/autoscaling.amazonaws.com/" \
@@ -39,7 +41,7 @@ def test_launch_template_requires_imdsv2_encrypts_the_root_volume_and_has_no_pub
                                        "HttpPutResponseHopLimit": 1}  # fmt: skip
     (volume,) = data["BlockDeviceMappings"]
     assert volume["Ebs"]["Encrypted"] is True
-    assert volume["Ebs"]["KmsKeyId"] == {"Fn::GetAtt": ["InstanceKey", "Arn"]}
+    assert volume["Ebs"]["KmsKeyId"] == {"Ref": "InstanceKeyArn"}
     (interface,) = data["NetworkInterfaces"]
     assert interface["AssociatePublicIpAddress"] is False
     assert interface["Groups"] == [{"Fn::GetAtt": ["ContainerInstanceSecurityGroup", "GroupId"]}]
@@ -100,8 +102,12 @@ def test_capacity_provider_scales_and_protects_instances_and_fargate_stays_avail
 
 
 def test_key_policy_lets_exactly_the_auto_scaling_service_linked_role_use_the_key(cfg):
-    before = groundwork(cfg, "prod").template.to_dict()["Resources"]["InstanceKey"]["Properties"]["KeyPolicy"]
-    after = props(build_capacity(cfg), "InstanceKey")["KeyPolicy"]["Statement"]
+    # The key is kept in the storage StackSet, which grants Auto Scaling when the instance runs RStudio on EC2.
+    assert "InstanceKey" not in build_capacity(cfg)["Resources"]
+    plain = new_template("probe")
+    storage.add_key(plain, "prod")
+    before = plain.to_dict()["Resources"]["InstanceKey"]["Properties"]["KeyPolicy"]
+    after = props(storage.build(cfg, "prod").to_dict(), "InstanceKey")["KeyPolicy"]["Statement"]
     count = len(before["Statement"])
     assert after[:count] == before["Statement"]
     added = after[count:]

@@ -1,9 +1,11 @@
-"""DataSync: locations on exactly the data bucket prefixes and the sync access points, deliberate options, the log
-resource policy, and the trigger Lambda wired to the forwarded instant/ events with least privilege."""
+"""DataSync: locations on exactly the data bucket prefixes and the sync access points, deliberate options, task logs
+the account's one log resource policy (the rstudio-logs StackSet) covers, and the trigger Lambda wired to the
+forwarded instant/ events with least privilege."""
 
 from __future__ import annotations
 
 import json
+from fnmatch import fnmatchcase
 from typing import Any
 
 import awacs.elasticfilesystem as efs
@@ -18,8 +20,9 @@ from generator.iam import Allow, Statement, document, service_trust
 from generator.instance.datasync import HANDLER, DataSync, add_datasync
 from generator.instance.storage import Storage, TaskRoles, add_storage
 from generator.stacks import instance as instance_module
+from generator.stacks import logs
 from stacksets.config import parse_config
-from tests.instance_parts import Groundwork, groundwork
+from tests.instance_parts import Groundwork, groundwork, stack_log_group_name
 
 
 def stand_in_storage(g: Groundwork) -> Storage:
@@ -106,7 +109,8 @@ def test_tasks_pair_each_prefix_with_its_access_point_and_only_hourly_is_schedul
         assert task["SourceLocationArn"] == {"Ref": f"DataSync{prefix}S3Location"}
         assert task["DestinationLocationArn"] == {"Ref": f"DataSync{prefix}EfsLocation"}
         assert task["CloudWatchLogGroupArn"] == {"Fn::GetAtt": ["DataSyncLogGroup", "Arn"]}
-        assert resources[f"DataSync{prefix}Task"]["DependsOn"] == ["DataSyncLogResourcePolicy"]
+        # The log resource policy is the rstudio-logs StackSet's, deployed before the instance: nothing to wait for.
+        assert "DependsOn" not in resources[f"DataSync{prefix}Task"]
     assert tasks["DataSyncHourlyTask"]["Schedule"] == {"ScheduleExpression": "cron(15 * * * ? *)", "Status": "ENABLED"}
     assert "Schedule" not in tasks["DataSyncInstantTask"]
 
@@ -129,20 +133,30 @@ def test_options_never_delete_user_files_verify_queue_and_log_each_transfer(cfg)
 def test_task_logs_are_encrypted_retained_and_writable_only_by_this_accounts_datasync(cfg):
     _, resources = build(cfg, "prod")
     group = resources["DataSyncLogGroup"]
-    assert group["DeletionPolicy"] == "Retain"
-    assert group["Properties"]["KmsKeyId"] == {"Fn::GetAtt": ["InstanceKey", "Arn"]}
+    assert group["DeletionPolicy"] == "RetainExceptOnCreate"
+    assert group["UpdateReplacePolicy"] == "Retain"
+    assert group["Properties"]["LogGroupName"] == stack_log_group_name("/rstudio/prod/datasync")
+    assert group["Properties"]["KmsKeyId"] == {"Ref": "InstanceKeyArn"}
     assert group["Properties"]["RetentionInDays"] == 365
-    policy = props(resources, "DataSyncLogResourcePolicy")
+    # DataSync writes under the account's one resource policy, in the rstudio-logs StackSet, not one per instance.
+    assert not of_type(resources, "AWS::Logs::ResourcePolicy")
+    policy = props(logs.build().to_dict()["Resources"], "DataSyncLogResourcePolicy")
     [statement] = json.loads(policy["PolicyDocument"]["Fn::Sub"])["Statement"]
     assert statement["Principal"] == {"Service": "datasync.amazonaws.com"}
     assert sorted(statement["Action"]) == ["logs:CreateLogStream", "logs:PutLogEvents"]
-    assert statement["Resource"] == [
-        "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:/rstudio/prod/datasync:*"]
+    groups = "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:"
+    assert statement["Resource"] == [f"{groups}/rstudio/*/datasync/*"]
     assert statement["Condition"] == {
         "StringEquals": {"aws:SourceAccount": "${AWS::AccountId}"},
         "ArnLike": {"aws:SourceArn": "arn:${AWS::Partition}:datasync:${AWS::Region}:${AWS::AccountId}:task/*"},
     }
-    assert policy["PolicyName"] == "rstudio-prod-datasync"  # one per instance sharing an account
+    assert policy["PolicyName"] == "rstudio-datasync-task-logs"  # one per account and Region, for every instance
+    # The pattern covers the streams of every instance's task log group (named after its stack id), not the
+    # trigger Lambda's group.
+    stack_id = "0a1b2c3d-4e5f-6a7b-8c9d-0e1f2a3b4c5d"
+    [pattern] = statement["Resource"]
+    assert fnmatchcase(f"{groups}/rstudio/prod/datasync/{stack_id}:log-stream:exec-0123", pattern)
+    assert not fnmatchcase(f"{groups}/rstudio/prod/datasync-trigger/{stack_id}:log-stream:x", pattern)
 
 
 def test_rule_matches_only_the_data_accounts_instant_uploads_of_this_instance(cfg):
@@ -167,7 +181,7 @@ def test_only_the_rule_may_invoke_the_function_and_feed_the_dead_letter_queue(cf
     assert permission["SourceArn"] == {"Fn::GetAtt": ["DataSyncInstantRule", "Arn"]}
     assert permission["FunctionName"] == {"Ref": "DataSyncTriggerFunction"}
     queue = props(resources, "DataSyncTriggerDeadLetterQueue")
-    assert queue["KmsMasterKeyId"] == {"Fn::GetAtt": ["InstanceKey", "Arn"]}
+    assert queue["KmsMasterKeyId"] == {"Ref": "InstanceKeyArn"}
     [sender] = statements(props(resources, "DataSyncTriggerDeadLetterQueuePolicy"))
     assert sender["Principal"] == {"Service": "events.amazonaws.com"}
     assert sender["Action"] == ["sqs:SendMessage"]
@@ -182,7 +196,7 @@ def test_function_runs_the_handler_file_with_its_settings(cfg):
     assert (function["Handler"], function["Runtime"], function["Architectures"]) == ("index.handler", "python3.12",
                                                                                      ["arm64"])  # fmt: skip
     assert (function["Timeout"], function["MemorySize"], function["ReservedConcurrentExecutions"]) == (60, 128, 2)
-    assert function["KmsKeyArn"] == {"Fn::GetAtt": ["InstanceKey", "Arn"]}
+    assert function["KmsKeyArn"] == {"Ref": "InstanceKeyArn"}
     assert function["Environment"]["Variables"] == {
         "INSTANT_TASK_ARN": {"Ref": "DataSyncInstantTask"}, "EXPECTED_ACCOUNT": cfg.accounts.data,
         "EXPECTED_BUCKET": naming.upload_bucket_name("prod", cfg.accounts.data, "eu-west-1"), "PREFIX": "instant/",
@@ -198,9 +212,10 @@ def test_function_logs_to_its_own_encrypted_retained_group(cfg):
     assert function["FunctionName"] == "rstudio-dev-datasync-trigger"
     assert function["LoggingConfig"] == {"LogGroup": {"Ref": "DataSyncTriggerLogGroup"}}
     group = resources["DataSyncTriggerLogGroup"]
-    assert group["DeletionPolicy"] == group["UpdateReplacePolicy"] == "Retain"
-    assert group["Properties"] == {"LogGroupName": "/aws/lambda/rstudio-dev-datasync-trigger", "RetentionInDays": 14,
-                                   "KmsKeyId": {"Fn::GetAtt": ["InstanceKey", "Arn"]}}  # fmt: skip
+    assert group["DeletionPolicy"] == "RetainExceptOnCreate"
+    assert group["UpdateReplacePolicy"] == "Retain"
+    assert group["Properties"] == {"LogGroupName": stack_log_group_name("/rstudio/dev/datasync-trigger"),
+                                   "RetentionInDays": 14, "KmsKeyId": {"Ref": "InstanceKeyArn"}}  # fmt: skip
 
 
 def test_function_role_starts_only_the_instant_task(cfg):
@@ -210,11 +225,11 @@ def test_function_role_starts_only_the_instant_task(cfg):
     assert set(by_sid) == {"StartInstantTask", "WriteOwnLogs", "DeadLetters", "InstanceKey"}
     assert by_sid["StartInstantTask"]["Action"] == ["datasync:StartTaskExecution"]
     assert by_sid["StartInstantTask"]["Resource"] == [{"Ref": "DataSyncInstantTask"}]
+    # Its own group only: the name carries the stack id, so the role names the group by its ARN.
     assert by_sid["WriteOwnLogs"]["Resource"] == [
-        {"Fn::Sub": "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:"
-                    "log-group:/aws/lambda/rstudio-dev-datasync-trigger:*"}]  # fmt: skip
+        {"Fn::Sub": ["${Group}:*", {"Group": {"Fn::GetAtt": ["DataSyncTriggerLogGroup", "Arn"]}}]}]
     assert by_sid["DeadLetters"]["Resource"] == [{"Fn::GetAtt": ["DataSyncTriggerDeadLetterQueue", "Arn"]}]
-    assert by_sid["InstanceKey"]["Resource"] == [{"Fn::GetAtt": ["InstanceKey", "Arn"]}]
+    assert by_sid["InstanceKey"]["Resource"] == [{"Ref": "InstanceKeyArn"}]
     actions = [a for s in by_sid.values() for a in s["Action"]]
     assert not any(a.endswith("*") or a.startswith("ec2:") for a in actions)
 

@@ -11,7 +11,7 @@ from generator.instance.ingress import Ingress, add_ingress
 from generator.instance.waf import add_waf
 from stacksets.config import Config, parse_config
 from stacksets.template_checks import lint_template
-from tests.instance_parts import groundwork
+from tests.instance_parts import drop_unused_stored_parameters, groundwork
 
 PROD_RSTUDIO = {"alice": "alice.rstudio.prod.analytics.example.com", "bob": "bob.rstudio.prod.analytics.example.com",
                 "chen": "chen.rstudio.prod.analytics.example.com"}  # fmt: skip
@@ -110,6 +110,7 @@ def test_load_balancer_is_public_dual_stack_and_hardened(cfg):
 def test_access_log_bucket_is_private_sse_s3_retained_and_writable_only_by_elb_log_delivery(cfg):
     _, found = build(cfg, "prod")
     bucket = found["AlbLogBucket"]
+    # Retain, not RetainExceptOnCreate: ELB's test object would make a rolled-back first create fail to delete it.
     assert (bucket["DeletionPolicy"], bucket["UpdateReplacePolicy"]) == ("Retain", "Retain")
     encryption = bucket["Properties"]["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]
     assert encryption["ServerSideEncryptionByDefault"] == {"SSEAlgorithm": "AES256"}  # ALB logs cannot use SSE-KMS
@@ -188,4 +189,4 @@ def test_ingress_dns_and_waf_pass_cfn_lint(cfg, instance):
     ingress = add_ingress(g.template, cfg, instance, g.network, g.groups, certificates)
     add_alias_records(g.template, cfg, instance, ingress.load_balancer)
     add_waf(g.template, cfg, instance, ingress.load_balancer, g.key)
-    assert lint_template(instance, g.template.to_json(), cfg.regions) == []
+    assert lint_template(instance, drop_unused_stored_parameters(g.template).to_json(), cfg.regions) == []

@@ -10,7 +10,7 @@ import pytest
 from generator.instance.network import subnet_ranges
 from generator.stacks.instance import build
 from stacksets.config import parse_config
-from tests.instance_parts import IMAGE_TAGS
+from tests.instance_parts import IMAGE_TAGS, stack_log_group_name
 
 
 def resources_of(data: dict[str, Any], instance: str) -> dict[str, Any]:
@@ -81,8 +81,10 @@ def test_flow_logs_capture_all_traffic_into_an_encrypted_retained_log_group(exam
     flow_log = resources["FlowLog"]["Properties"]
     assert flow_log["TrafficType"] == "ALL" and flow_log["ResourceId"] == {"Ref": "Vpc"}
     group = resources["FlowLogGroup"]
-    assert group["Properties"]["KmsKeyId"] == {"Fn::GetAtt": ["InstanceKey", "Arn"]}
+    assert group["Properties"]["LogGroupName"] == stack_log_group_name("/rstudio/prod/vpc-flow-logs")
+    assert group["Properties"]["KmsKeyId"] == {"Ref": "InstanceKeyArn"}
     assert group["Properties"]["RetentionInDays"] == 365
-    assert group["DeletionPolicy"] == group["UpdateReplacePolicy"] == "Retain"
+    assert group["DeletionPolicy"] == "RetainExceptOnCreate"
+    assert group["UpdateReplacePolicy"] == "Retain"
     [statement] = resources["FlowLogRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
     assert statement["Resource"] == [{"Fn::GetAtt": ["FlowLogGroup", "Arn"]}]

@@ -20,8 +20,9 @@ from troposphere.elasticloadbalancingv2 import (
 from generator.instance.capacity import add_ec2_capacity
 from generator.instance.rstudio import add_rstudio
 from generator.instance.servers import rstudio_servers
+from generator.stacks import storage
 from stacksets.config import LaunchType, parse_config
-from tests.instance_parts import IMAGE_TAGS, Groundwork, groundwork
+from tests.instance_parts import IMAGE_TAGS, Groundwork, groundwork, stack_log_group_name
 
 USERS = ("alice", "bob", "chen")
 
@@ -67,17 +68,36 @@ def container(resources: dict[str, Any], definition: str) -> dict[str, Any]:
     return only
 
 
-def secrets_of(resources: dict[str, Any], definition: str) -> dict[str, str]:
-    return {s["Name"]: s["ValueFrom"]["Ref"] for s in container(resources, definition)["Secrets"]}
+def stored_secret_names(cfg, instance: str) -> dict[tuple[str, int], str]:
+    """(list parameter, position) -> the name of the secret the storage stack lists there. The compute stack picks
+    each secret from its PasswordSecretArns or CookieKeySecretArns parameter, filled from these outputs."""
+    template = storage.build(cfg, instance).to_dict()
+    names = {}
+    for parameter in ("PasswordSecretArns", "CookieKeySecretArns"):
+        for index, ref in enumerate(template["Outputs"][parameter]["Value"]["Fn::Join"][1]):
+            names[parameter, index] = template["Resources"][ref["Ref"]]["Properties"]["Name"]
+    return names
+
+
+def picked(select: dict[str, Any], stored: dict[tuple[str, int], str]) -> str:
+    """The name of the secret an `Fn::Select [i, Ref <list parameter>]` picks."""
+    index, ref = select["Fn::Select"]
+    return stored[ref["Ref"], index]
+
+
+def secrets_of(resources: dict[str, Any], definition: str, stored: dict[tuple[str, int], str]) -> dict[str, str]:
+    """Container variable -> the name of the secret it is read from."""
+    return {s["Name"]: picked(s["ValueFrom"], stored) for s in container(resources, definition)["Secrets"]}
 
 
 def environment_of(resources: dict[str, Any], definition: str) -> dict[str, Any]:
     return {e["Name"]: e["Value"] for e in container(resources, definition)["Environment"]}
 
 
-def readable_secrets(resources: dict[str, Any], role: str) -> set[str]:
+def readable_secrets(resources: dict[str, Any], role: str, stored: dict[tuple[str, int], str]) -> set[str]:
     statements = [s for p in resources[role]["Properties"]["Policies"] for s in p["PolicyDocument"]["Statement"]]
-    return {r["Ref"] for s in statements if "secretsmanager:GetSecretValue" in s["Action"] for r in s["Resource"]}
+    return {picked(r, stored) for s in statements if "secretsmanager:GetSecretValue" in s["Action"]
+            for r in s["Resource"]}  # fmt: skip
 
 
 def fargate_prod(example_data: dict[str, Any]):
@@ -98,35 +118,39 @@ def test_per_user_mode_runs_one_service_and_task_definition_per_user(cfg):
 
 @pytest.mark.parametrize("user", USERS)
 def test_each_per_user_task_gets_only_its_own_password_and_cookie_key(cfg, user):
-    resources = build_rstudio(cfg, "prod")
+    resources, stored = build_rstudio(cfg, "prod"), stored_secret_names(cfg, "prod")
     prefix = user.title()
-    own = {f"PASSWORD_{user.upper()}": f"{prefix}Password", "SECURE_COOKIE_KEY": f"{prefix}RStudioCookieKey"}
-    assert secrets_of(resources, f"{prefix}RStudioTaskDefinition") == own
+    own = {f"PASSWORD_{user.upper()}": f"rstudio/prod/users/{user}/password",
+           "SECURE_COOKIE_KEY": f"rstudio/prod/rstudio-{user}/secure-cookie-key"}  # fmt: skip
+    assert secrets_of(resources, f"{prefix}RStudioTaskDefinition", stored) == own
     assert environment_of(resources, f"{prefix}RStudioTaskDefinition")["RSTUDIO_USERS"] == \
         f"{user}:{cfg.instances['prod'].users[user].uid}"  # fmt: skip
     # ECS reads secrets with the execution role: it can fetch exactly these, so no task can start with another's.
     definition = resources[f"{prefix}RStudioTaskDefinition"]["Properties"]
     role = definition["ExecutionRoleArn"]["Fn::GetAtt"][0]
     assert role == f"{prefix}RStudioExecutionRole"
-    assert readable_secrets(resources, role) == set(own.values())
-    names = {resources[secret]["Properties"]["Name"] for secret in own.values()}
-    assert names == {f"rstudio/prod/users/{user}/password", f"rstudio/prod/rstudio-{user}/secure-cookie-key"}
+    assert readable_secrets(resources, role, stored) == set(own.values())
+    # The secrets themselves are the storage stack's; the compute stack holds none.
+    assert not of_type(resources, "AWS::SecretsManager::Secret")
 
 
 def test_shared_server_gets_every_users_password_the_admins_and_one_cookie_key(cfg):
-    resources = build_rstudio(cfg, "dev")
+    resources, stored = build_rstudio(cfg, "dev"), stored_secret_names(cfg, "dev")
     assert list(of_type(resources, "AWS::ECS::Service")) == ["RStudioService"]
-    expected = {"PASSWORD_DANA": "DanaPassword", "PASSWORD_ERIK": "ErikPassword",
-                "PASSWORD_RSTUDIO": "RstudioPassword", "SECURE_COOKIE_KEY": "RStudioCookieKey"}  # fmt: skip
-    assert secrets_of(resources, "RStudioTaskDefinition") == expected
-    assert readable_secrets(resources, "RStudioExecutionRole") == set(expected.values())
+    expected = {"PASSWORD_DANA": "rstudio/dev/users/dana/password", "PASSWORD_ERIK": "rstudio/dev/users/erik/password",
+                "PASSWORD_RSTUDIO": "rstudio/dev/users/rstudio/password",
+                "SECURE_COOKIE_KEY": "rstudio/dev/rstudio/secure-cookie-key"}  # fmt: skip
+    assert secrets_of(resources, "RStudioTaskDefinition", stored) == expected
+    assert readable_secrets(resources, "RStudioExecutionRole", stored) == set(expected.values())
     assert environment_of(resources, "RStudioTaskDefinition")["RSTUDIO_USERS"] == "dana:2001 erik:2002 rstudio:1000"
 
 
 def test_password_variables_follow_the_contract_for_hyphenated_names(example_data):
     example_data["instances"]["dev"]["users"]["mary-jo"] = {"email": "mj@example.com", "uid": 2003}
-    resources = build_rstudio(parse_config(example_data), "dev")
-    assert secrets_of(resources, "RStudioTaskDefinition")["PASSWORD_MARY_JO"] == "MaryJoPassword"
+    cfg = parse_config(example_data)
+    resources = build_rstudio(cfg, "dev")
+    found = secrets_of(resources, "RStudioTaskDefinition", stored_secret_names(cfg, "dev"))
+    assert found["PASSWORD_MARY_JO"] == "rstudio/dev/users/mary-jo/password"
     assert environment_of(resources, "RStudioTaskDefinition")["RSTUDIO_USERS"] == \
         "dana:2001 erik:2002 mary-jo:2003 rstudio:1000"  # fmt: skip
 
@@ -162,10 +186,11 @@ def test_each_server_logs_to_its_own_encrypted_retained_group(cfg):
         assert sorted(of_type(resources, "AWS::Logs::LogGroup")) == sorted([*names, "ExecLogGroup", "FlowLogGroup"])
         for title, name in names.items():
             group = resources[title]
-            assert group["Properties"]["LogGroupName"] == name
+            assert group["Properties"]["LogGroupName"] == stack_log_group_name(name)
             assert group["Properties"]["RetentionInDays"] == cfg.instances[instance].logs.retention_days
-            assert group["Properties"]["KmsKeyId"] == {"Fn::GetAtt": ["InstanceKey", "Arn"]}
-            assert group["DeletionPolicy"] == "Retain"
+            assert group["Properties"]["KmsKeyId"] == {"Ref": "InstanceKeyArn"}
+            assert group["DeletionPolicy"] == "RetainExceptOnCreate"
+            assert group["UpdateReplacePolicy"] == "Retain"
 
 
 def test_images_come_from_the_central_ecr_by_their_content_tag(cfg):

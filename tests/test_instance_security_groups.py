@@ -63,7 +63,7 @@ def test_cluster_has_container_insights_and_encrypted_logged_exec(cfg):
     cluster = resources["Cluster"]["Properties"]
     assert cluster["ClusterSettings"] == [{"Name": "containerInsights", "Value": "enabled"}]
     exec_config = cluster["Configuration"]["ExecuteCommandConfiguration"]
-    assert exec_config["KmsKeyId"] == {"Fn::GetAtt": ["InstanceKey", "Arn"]}
+    assert exec_config["KmsKeyId"] == {"Ref": "InstanceKeyArn"}
     assert exec_config["Logging"] == "OVERRIDE"
     assert exec_config["LogConfiguration"] == {"CloudWatchEncryptionEnabled": True,
                                                "CloudWatchLogGroupName": {"Ref": "ExecLogGroup"}}  # fmt: skip

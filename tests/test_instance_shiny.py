@@ -19,7 +19,7 @@ from troposphere.elasticloadbalancingv2 import (
 
 from generator.instance.shiny import ShinyService, add_shiny
 from stacksets.config import parse_config
-from tests.instance_parts import IMAGE_TAGS, Groundwork, groundwork
+from tests.instance_parts import IMAGE_TAGS, Groundwork, groundwork, stack_log_group_name
 
 
 class Ingress(NamedTuple):
@@ -79,7 +79,10 @@ def test_service_registers_into_the_shiny_target_group_once_the_rule_exists(cfg)
     service = props(resources, "ShinyService")
     assert service["LoadBalancers"] == [{"ContainerName": "shiny", "ContainerPort": 3838,
                                          "TargetGroupArn": {"Ref": "StandInShinyTargetGroup"}}]  # fmt: skip
-    assert resources["ShinyService"]["DependsOn"] == ["StandInShinyRule"]
+    # The rule first, then the private subnets' way out (NAT routes and route-table associations) to pull the image.
+    egress = [name for zone in "AB" for name in (f"PrivateDefaultRoute{zone}",
+                                                 f"PrivateSubnet{zone}RouteTableAssociation")]  # fmt: skip
+    assert resources["ShinyService"]["DependsOn"] == ["StandInShinyRule", *egress]
     assert service["HealthCheckGracePeriodSeconds"] > 0
 
 
@@ -164,9 +167,10 @@ def test_task_definition_runs_the_pinned_image_at_the_configured_size(cfg, insta
 def test_log_group_is_encrypted_retained_and_kept_as_configured(cfg):
     _, resources = build_shiny(cfg, "prod")
     log_group = resources["ShinyLogGroup"]
-    assert log_group["DeletionPolicy"] == log_group["UpdateReplacePolicy"] == "Retain"
-    assert log_group["Properties"] == {"LogGroupName": "/rstudio/prod/shiny", "RetentionInDays": 365,
-                                       "KmsKeyId": {"Fn::GetAtt": ["InstanceKey", "Arn"]}}  # fmt: skip
+    assert log_group["DeletionPolicy"] == "RetainExceptOnCreate"
+    assert log_group["UpdateReplacePolicy"] == "Retain"
+    assert log_group["Properties"] == {"LogGroupName": stack_log_group_name("/rstudio/prod/shiny"),
+                                       "RetentionInDays": 365, "KmsKeyId": {"Ref": "InstanceKeyArn"}}  # fmt: skip
 
 
 def test_task_role_grants_ecs_exec_only_and_no_data_access(cfg):
@@ -175,7 +179,8 @@ def test_task_role_grants_ecs_exec_only_and_no_data_access(cfg):
     task = props(resources, "ShinyTaskDefinition")
     assert task["TaskRoleArn"] == {"Fn::GetAtt": ["ShinyTaskRole", "Arn"]}
     assert shiny.task_role.title == "ShinyTaskRole"
-    assert "RoleName" not in role  # nothing outside this stack trusts it
+    # Fixed: the file-system policy in the storage StackSet names it, and must not depend on the compute stack.
+    assert role["RoleName"] == "rstudio-prod-shiny-task"
     [policy] = role["Policies"]
     sids = {s["Sid"] for s in policy["PolicyDocument"]["Statement"]}
     assert sids == {"EcsExecChannels", "EcsExecSessionLogs", "EcsExecDescribeLogGroups", "EcsExecSessionKey"}

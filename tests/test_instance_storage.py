@@ -1,4 +1,7 @@
-"""EFS: homes only their users can read, the shared app folder Shiny can serve, read-only sync folders, TLS + IAM."""
+"""EFS: homes only their users can read, the shared app folder Shiny can serve, read-only sync folders, TLS + IAM.
+
+The file system and its policy are the storage StackSet's (generator/stacks/storage.py); the compute template mounts
+it through its FileSystemId parameter, with its own mount targets, access points and grants."""
 
 from __future__ import annotations
 
@@ -14,14 +17,19 @@ from generator.instance.rstudio import SHARED_ADMIN_UID, add_rstudio
 from generator.instance.shiny import add_shiny, add_shiny_task_role
 from generator.instance.storage import SHINY_APPS_GID, SHINY_UID, TaskRoles, add_storage
 from generator.render import render
+from generator.stacks import storage as storage_stack
 from stacksets.config import ConfigError, LaunchType, parse_config
 from stacksets.template_checks import check_template, lint_template
-from tests.instance_parts import IMAGE_TAGS, groundwork
+from tests.instance_parts import IMAGE_TAGS, drop_unused_stored_parameters, groundwork
 
 USERS = {"alice": 3001, "bob": 3002, "chen": 3003}
 ROLES = {"RStudioTaskRole", "ShinyTaskRole", "DataSyncEfsRole"}
 SYNC = {"/s3_data_sync/hourly_sync": "HourlySyncAccessPoint",
         "/s3_data_sync/instant_upload": "InstantUploadAccessPoint"}  # fmt: skip
+# The kept file system, as the compute template sees it: its FileSystemId parameter and the ARN built from it.
+FILE_SYSTEM_ID = {"Ref": "FileSystemId"}
+FILE_SYSTEM_ARN = {"Fn::Sub": ["arn:${AWS::Partition}:elasticfilesystem:${AWS::Region}:${AWS::AccountId}:"
+                               "file-system/${Id}", {"Id": FILE_SYSTEM_ID}]}  # fmt: skip
 
 
 def build(cfg, instance: str) -> Template:
@@ -29,7 +37,8 @@ def build(cfg, instance: str) -> Template:
     g = groundwork(cfg, instance)
     t = g.template
     shiny_role = add_shiny_task_role(t, instance, g.cluster, g.key)
-    storage = add_storage(t, cfg, instance, g.network, g.groups, g.stored.file_system, TaskRoles(g.rstudio_task_role, shiny_role))
+    storage = add_storage(t, cfg, instance, g.network, g.groups, g.stored.file_system,
+                          TaskRoles(g.rstudio_task_role, shiny_role))  # fmt: skip
     ingress = add_ingress(t, cfg, instance, g.network, g.groups, add_certificates(t, cfg, instance))
     secrets = g.stored.secrets
     on_ec2 = cfg.instances[instance].rstudio.launch_type is LaunchType.ec2
@@ -79,7 +88,7 @@ def mounts(resources: dict[str, Any], definition: str) -> dict[str, tuple[str, b
     volumes = {}
     for volume in props["Volumes"]:
         efs = volume["EFSVolumeConfiguration"]
-        assert efs["FilesystemId"] == {"Ref": "FileSystem"}
+        assert efs["FilesystemId"] == FILE_SYSTEM_ID
         assert efs["TransitEncryption"] == "ENABLED" and efs["AuthorizationConfig"]["IAM"] == "ENABLED"
         assert "RootDirectory" not in efs  # the access point decides the directory
         volumes[volume["Name"]] = efs["AuthorizationConfig"]["AccessPointId"]["Ref"]
@@ -93,7 +102,7 @@ def grants(resources: dict[str, Any], policy: str) -> dict[str, set[str]]:
     """Access point -> actions an identity policy allows through it (each statement scoped to access points)."""
     allowed: dict[str, set[str]] = {}
     for statement in resources[policy]["Properties"]["PolicyDocument"]["Statement"]:
-        assert statement["Effect"] == "Allow" and statement["Resource"] == [{"Fn::GetAtt": ["FileSystem", "Arn"]}]
+        assert statement["Effect"] == "Allow" and statement["Resource"] == [FILE_SYSTEM_ARN]
         for ap in statement["Condition"]["StringEquals"]["elasticfilesystem:AccessPointArn"]:
             allowed.setdefault(ap["Fn::GetAtt"][0], set()).update(statement["Action"])
     return allowed
@@ -172,9 +181,12 @@ def test_rstudio_role_reaches_homes_as_root_and_nothing_of_shiny(prod):
     assert prod["RStudioTaskRoleEfsPolicy"]["Properties"]["Roles"] == [{"Ref": "RStudioTaskRole"}]
 
 
-def test_file_system_is_encrypted_with_the_instance_key_backed_up_and_retained(dev):
-    fs = dev["FileSystem"]
-    assert (fs["DeletionPolicy"], fs["UpdateReplacePolicy"]) == ("Retain", "Retain")
+def test_file_system_is_encrypted_with_the_instance_key_backed_up_and_retained(cfg, templates, dev):
+    # Kept in the storage StackSet; the compute template only takes its id.
+    assert not of_type(dev, "AWS::EFS::FileSystem")
+    assert templates["dev"]["Parameters"]["FileSystemId"]["Type"] == "String"
+    fs = storage_stack.build(cfg, "dev").to_dict()["Resources"]["FileSystem"]
+    assert (fs["DeletionPolicy"], fs["UpdateReplacePolicy"]) == ("RetainExceptOnCreate", "Retain")
     props = fs["Properties"]
     assert props["Encrypted"] is True and props["KmsKeyId"] == {"Fn::GetAtt": ["InstanceKey", "Arn"]}
     assert props["BackupPolicy"] == {"Status": "ENABLED"}
@@ -190,6 +202,7 @@ def test_a_mount_target_in_every_private_subnet(templates, instance, zones):
         f"PrivateSubnet{zone}": f"MountTarget{zone}" for zone in zones
     }
     for target in targets.values():
+        assert target["Properties"]["FileSystemId"] == FILE_SYSTEM_ID
         assert target["Properties"]["SecurityGroups"] == [{"Fn::GetAtt": ["FileSystemSecurityGroup", "GroupId"]}]
 
 
@@ -211,8 +224,9 @@ def test_nfs_reaches_the_mount_targets_only_from_rstudio_shiny_and_datasync(prod
     assert len(datasync_out) == 1  # the DataSync group reaches nothing but NFS on the mount targets
 
 
-def test_file_system_policy_denies_plain_nfs_bypassing_access_points_and_other_principals(dev):
-    statements = {s["Sid"]: s for s in dev["FileSystem"]["Properties"]["FileSystemPolicy"]["Statement"]}
+def test_file_system_policy_denies_plain_nfs_bypassing_access_points_and_other_principals(cfg, dev):
+    policy = storage_stack.build(cfg, "dev").to_dict()["Resources"]["FileSystem"]["Properties"]["FileSystemPolicy"]
+    statements = {s["Sid"]: s for s in policy["Statement"]}
     for statement in statements.values():
         assert statement["Effect"] == "Deny" and statement["Principal"] == {"AWS": "*"}
         assert set(statement["Action"]) == {"elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite",
@@ -221,15 +235,20 @@ def test_file_system_policy_denies_plain_nfs_bypassing_access_points_and_other_p
     assert statements["DenyMountsBypassingAccessPoints"]["Condition"] == {
         "Null": {"elasticfilesystem:AccessPointArn": "true"}
     }
+    # The storage stack names the compute roles that mount by their fixed names: exactly these three roles.
     named = statements["DenyAllButTheInstanceRoles"]["Condition"]["ArnNotEquals"]["aws:PrincipalArn"]
-    assert {arn["Fn::GetAtt"][0] for arn in named} == ROLES and len(named) == 3
+    assert sorted(arn["Fn::Sub"] for arn in named) == sorted(
+        f"arn:${{AWS::Partition}}:iam::${{AWS::AccountId}}:role/{dev[role]['Properties']['RoleName']}"
+        for role in ROLES)  # fmt: skip
+    assert len(named) == 3
 
 
 def test_datasync_efs_role_is_trusted_by_datasync_of_this_account(dev):
     (statement,) = dev["DataSyncEfsRole"]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
     assert statement["Principal"] == {"Service": "datasync.amazonaws.com"}
     assert statement["Condition"]["StringEquals"] == {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
-    assert "RoleName" not in dev["DataSyncEfsRole"]["Properties"]  # only this account refers to it
+    # Fixed: the file-system policy in the storage StackSet names it, and must not depend on the compute stack.
+    assert dev["DataSyncEfsRole"]["Properties"]["RoleName"] == "rstudio-dev-datasync-efs"
 
 
 @pytest.mark.parametrize("instance,service,grant", [
@@ -251,6 +270,6 @@ def test_adding_a_user_renames_no_access_point(cfg, example_data):
 
 @pytest.mark.parametrize("instance", ["dev", "prod"])
 def test_passes_cfn_lint_and_the_house_rules(cfg, instance):
-    text = render(build(cfg, instance), f"rstudio-{instance}").decode()
+    text = render(drop_unused_stored_parameters(build(cfg, instance)), f"rstudio-{instance}").decode()
     assert lint_template(instance, text, cfg.regions) == []
     assert check_template(instance, text) == []

@@ -51,7 +51,8 @@ def test_repository_is_immutable_scanned_and_retained(cfg: Config, name: str) ->
     assert properties["ImageTagMutability"] == "IMMUTABLE"
     assert properties["ImageScanningConfiguration"] == {"ScanOnPush": True}
     assert properties["EncryptionConfiguration"] == {"EncryptionType": "AES256"}
-    assert repository["DeletionPolicy"] == repository["UpdateReplacePolicy"] == "Retain"
+    # Kept on deletion and replacement; deleted only when a first create rolls back (nothing to keep yet).
+    assert (repository["DeletionPolicy"], repository["UpdateReplacePolicy"]) == ("RetainExceptOnCreate", "Retain")
 
 
 @pytest.mark.parametrize("name", ECR_REPOSITORIES)
@@ -136,7 +137,7 @@ def test_image_build_resources_have_named_logical_ids(cfg: Config) -> None:
 @pytest.mark.parametrize("logical_id", ["ImageBuildKey", "ImageBuildBucket", "DockerHubSecret", "ImageBuildLogGroup"])
 def test_stateful_image_build_resources_are_retained(cfg: Config, logical_id: str) -> None:
     resource = _resources(cfg)[logical_id]
-    assert resource["DeletionPolicy"] == resource["UpdateReplacePolicy"] == "Retain"
+    assert (resource["DeletionPolicy"], resource["UpdateReplacePolicy"]) == ("RetainExceptOnCreate", "Retain")
 
 
 def test_key_rotates_and_lets_logs_use_it_for_the_build_log_group_only(cfg: Config) -> None:

@@ -314,7 +314,8 @@ def test_stateful_resources_are_retained(resources):
     stateful = {name: r for name, r in resources.items() if r["Type"] in STATEFUL}
     assert len(stateful) == 5 + 2 + 1 + 2  # buckets, keys, the SFTP log group, Glue databases
     for resource in stateful.values():
-        assert resource["DeletionPolicy"] == resource["UpdateReplacePolicy"] == "Retain"
+        # Kept on deletion and replacement; deleted only when a first create rolls back (nothing to keep yet).
+        assert (resource["DeletionPolicy"], resource["UpdateReplacePolicy"]) == ("RetainExceptOnCreate", "Retain")
 
 
 def test_outputs_give_the_orchestrator_what_the_instance_needs(cfg):

@@ -1,4 +1,6 @@
-"""The instance StackSet's foundation: the key, and the roles and bus policy the data account's template relies on."""
+"""The instance StackSet's foundation: the roles and bus policy the data account's template relies on, and the
+instance key it takes from the storage StackSet (generator/stacks/storage.py), which keeps the key when the compute
+goes."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import pytest
 
 from generator import naming
 from generator.iam import role_arn
+from generator.stacks import storage
 from generator.stacks.instance import build
 from stacksets.config import Config, parse_config
 from stacksets.naming import instance_stackset
@@ -17,11 +20,17 @@ from stacksets.template_checks import lint_template
 from tests.instance_parts import IMAGE_TAGS
 
 DATA_ACCOUNT = "444444444444"
-FOUNDATION = ("InstanceKey", "InstanceKeyAlias", "RStudioTaskRole", "DataSyncRole", "DataAccountEventBusPolicy")
+FOUNDATION = ("RStudioTaskRole", "DataSyncRole", "DataAccountEventBusPolicy")
+KEY = ("InstanceKey", "InstanceKeyAlias")  # in the storage StackSet
 
 
 def resources(cfg: Config, instance: str) -> dict[str, Any]:
     return build(cfg, instance, IMAGE_TAGS).to_dict()["Resources"]
+
+
+def stored(cfg: Config, instance: str) -> dict[str, Any]:
+    """The storage StackSet's resources: the key the compute's parameter InstanceKeyArn names."""
+    return storage.build(cfg, instance).to_dict()["Resources"]
 
 
 def sub(text: str) -> dict[str, str]:
@@ -136,9 +145,13 @@ def test_instances_sharing_a_bus_get_their_own_statement(cfg):
 
 
 def test_key_is_retained_rotated_and_aliased_per_instance(cfg):
-    found = resources(cfg, "prod")
+    compute = build(cfg, "prod", IMAGE_TAGS).to_dict()
+    assert not [name for name, r in compute["Resources"].items() if r["Type"].startswith("AWS::KMS::")]
+    assert compute["Parameters"]["InstanceKeyArn"]["Type"] == "String"
+    found = stored(cfg, "prod")
     key = found["InstanceKey"]
-    assert key["DeletionPolicy"] == key["UpdateReplacePolicy"] == "Retain"
+    # Kept with the data it encrypts; deleted only when a first create rolls back.
+    assert (key["DeletionPolicy"], key["UpdateReplacePolicy"]) == ("RetainExceptOnCreate", "Retain")
     assert key["Properties"]["EnableKeyRotation"] is True
     assert found["InstanceKeyAlias"]["Properties"] == {
         "AliasName": "alias/rstudio-prod", "TargetKeyId": {"Ref": "InstanceKey"}
@@ -146,7 +159,7 @@ def test_key_is_retained_rotated_and_aliased_per_instance(cfg):
 
 
 def test_key_policy_lets_only_this_accounts_iam_its_log_groups_and_its_dead_letters_use_the_key(cfg):
-    policy = resources(cfg, "dev")["InstanceKey"]["Properties"]["KeyPolicy"]["Statement"]
+    policy = stored(cfg, "dev")["InstanceKey"]["Properties"]["KeyPolicy"]["Statement"]
     account = {"AWS": sub("arn:${AWS::Partition}:iam::${AWS::AccountId}:root")}
     events = {"Service": "events.amazonaws.com"}
     logs = {"Service": sub("logs.${AWS::Region}.amazonaws.com")}
@@ -168,9 +181,10 @@ def test_key_policy_lets_only_this_accounts_iam_its_log_groups_and_its_dead_lett
 
 
 def test_ec2_launch_type_adds_only_the_auto_scaling_role_to_the_key_policy(cfg):
-    dev = resources(cfg, "dev")["InstanceKey"]["Properties"]["KeyPolicy"]["Statement"]
-    prod = resources(cfg, "prod")["InstanceKey"]["Properties"]["KeyPolicy"]["Statement"]
+    dev = stored(cfg, "dev")["InstanceKey"]["Properties"]["KeyPolicy"]["Statement"]
+    prod = stored(cfg, "prod")["InstanceKey"]["Properties"]["KeyPolicy"]["Statement"]
     assert prod[: len(dev)] == dev
+    assert len(prod) > len(dev)
     role = sub("arn:${AWS::Partition}:iam::${AWS::AccountId}:role/aws-service-role/autoscaling.amazonaws.com/"
                "AWSServiceRoleForAutoScaling")  # fmt: skip
     for statement in prod[len(dev):]:
@@ -184,8 +198,9 @@ def test_dev_and_prod_differ_only_in_the_instance_name(example_data):
     cfg = parse_config(example_data)
 
     def foundation(instance: str) -> str:
-        found = resources(cfg, instance)
-        text = json.dumps({name: found[name] for name in FOUNDATION}, sort_keys=True)
+        found, key = resources(cfg, instance), stored(cfg, instance)
+        text = json.dumps({**{name: found[name] for name in FOUNDATION}, **{name: key[name] for name in KEY}},
+                          sort_keys=True)  # fmt: skip
         text = text.replace(instance_stackset(instance), "rstudio-INSTANCE")
         return text.replace(f"instance {instance}", "instance X")  # role and key descriptions
 
@@ -201,10 +216,12 @@ def test_template_is_partition_safe_and_holds_no_instance_account_id(cfg, instan
     assert cfg.instances[instance].account not in text  # the same template fits any account it is deployed to
 
 
-def test_outputs_name_the_key_both_roles_and_the_urls_users_open(cfg):
+def test_outputs_name_both_roles_and_the_urls_users_open(cfg):
+    # The key's ARN is the storage StackSet's output (InstanceKeyArn), which this stack takes as a parameter.
+    assert storage.build(cfg, "dev").to_dict()["Outputs"]["InstanceKeyArn"]["Value"] == {
+        "Fn::GetAtt": ["InstanceKey", "Arn"]}
     outputs = build(cfg, "dev", IMAGE_TAGS).to_dict()["Outputs"]
     assert {name: output["Value"] for name, output in outputs.items()} == {
-        "KeyArn": {"Fn::GetAtt": ["InstanceKey", "Arn"]},
         "RStudioTaskRoleArn": {"Fn::GetAtt": ["RStudioTaskRole", "Arn"]},
         "DataSyncRoleArn": {"Fn::GetAtt": ["DataSyncRole", "Arn"]},
         "ShinyUrl": "https://shiny.dev.analytics.example.com/",

@@ -17,6 +17,7 @@ from moto.ses.models import ses_backends
 
 from generator.instance.servers import rstudio_servers
 from generator.instance.welcome import HANDLER, add_welcome_email
+from generator.stacks import storage
 from stacksets.config import Config, parse_config
 from tests.instance_parts import groundwork
 from tests.lambdas import load_handler
@@ -51,6 +52,11 @@ def statements(resources: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {s["Sid"]: s for policy in role["Policies"] for s in policy["PolicyDocument"]["Statement"]}
 
 
+def password(index: int) -> dict[str, Any]:
+    """The compute stack's reference to a password secret: its place in the storage stack's list (users sorted)."""
+    return {"Fn::Select": [index, {"Ref": "PasswordSecretArns"}]}
+
+
 def with_welcome(example_data: dict[str, Any], instance: str) -> Config:
     example_data["instances"][instance]["welcome_email"] = {"enabled": True, "sender": "ops@example.org"}
     return parse_config(example_data)
@@ -74,24 +80,27 @@ def test_per_user_mode_mails_each_user_their_own_server(cfg):
     assert props["ShinyUrl"] == f"https://shiny.{ZONE}/"
     assert props["Users"] == [
         {"User": "alice", "Email": "alice@example.com", "Url": f"https://alice.rstudio.{ZONE}/",
-         "SecretArn": {"Ref": "AlicePassword"}},
+         "SecretArn": password(0)},
         {"User": "bob", "Email": "bob@example.com", "Url": f"https://bob.rstudio.{ZONE}/",
-         "SecretArn": {"Ref": "BobPassword"}},
+         "SecretArn": password(1)},
         {"User": "chen", "Email": "chen.wei@example.com", "Url": f"https://chen.rstudio.{ZONE}/",
-         "SecretArn": {"Ref": "ChenPassword"}},
+         "SecretArn": password(2)},
     ]  # fmt: skip
     assert 0 < props["ServiceTimeout"] <= 3600  # a lost response fails the stack in minutes, not after an hour
 
 
 def test_shared_mode_gives_every_user_the_shared_url_and_the_admin_no_mail(example_data):
-    resource, resources = build(with_welcome(example_data, "dev"), "dev")
+    cfg = with_welcome(example_data, "dev")
+    resource, resources = build(cfg, "dev")
     users = resources[resource.title]["Properties"]["Users"]
     assert [u["User"] for u in users] == ["dana", "erik"]
     assert {u["Url"] for u in users} == {"https://rstudio.dev.analytics.example.com/"}
-    # The admin's password exists, but the welcome role may not read it.
-    assert "RstudioPassword" in resources
+    # The admin's password exists (third in the storage stack's list), but the welcome role may not read it.
+    listed = storage.build(cfg, "dev").to_dict()["Outputs"]["PasswordSecretArns"]["Value"]["Fn::Join"][1]
+    assert listed == [{"Ref": "DanaPassword"}, {"Ref": "ErikPassword"}, {"Ref": "RstudioPassword"}]
+    assert [u["SecretArn"] for u in users] == [password(0), password(1)]
     readable = statements(resources)["ReadMailedPasswords"]["Resource"]
-    assert readable == [{"Ref": "DanaPassword"}, {"Ref": "ErikPassword"}]
+    assert readable == [password(0), password(1)]
 
 
 def test_role_reads_exactly_the_mailed_passwords_and_sends_only_as_the_sender(cfg):
@@ -99,9 +108,9 @@ def test_role_reads_exactly_the_mailed_passwords_and_sends_only_as_the_sender(cf
     found = statements(resources)
     assert set(found) == {"ReadMailedPasswords", "DecryptPasswords", "SendAsConfiguredSender", "WriteOwnLogs"}
     assert found["ReadMailedPasswords"]["Action"] == ["secretsmanager:GetSecretValue"]
-    assert found["ReadMailedPasswords"]["Resource"] == [{"Ref": f"{u}Password"} for u in ("Alice", "Bob", "Chen")]
+    assert found["ReadMailedPasswords"]["Resource"] == [password(i) for i in range(3)]  # alice, bob, chen
     assert found["DecryptPasswords"]["Action"] == ["kms:Decrypt"]
-    assert found["DecryptPasswords"]["Resource"] == [{"Fn::GetAtt": ["InstanceKey", "Arn"]}]
+    assert found["DecryptPasswords"]["Resource"] == [{"Ref": "InstanceKeyArn"}]
     send = found["SendAsConfiguredSender"]
     assert sorted(send["Action"]) == ["ses:SendEmail", "ses:SendRawEmail"]
     assert send["Resource"] == [{"Fn::Sub": "arn:${AWS::Partition}:ses:${AWS::Region}:${AWS::AccountId}:identity/*"}]
@@ -130,8 +139,9 @@ def test_function_runs_the_tested_handler_file(cfg):
 def test_log_group_is_encrypted_retained_and_keeps_the_configured_retention(cfg):
     _, resources = build(cfg, "prod")
     group = resources["WelcomeEmailLogGroup"]
-    assert group["DeletionPolicy"] == group["UpdateReplacePolicy"] == "Retain"
-    assert group["Properties"]["KmsKeyId"] == {"Fn::GetAtt": ["InstanceKey", "Arn"]}
+    assert group["DeletionPolicy"] == "RetainExceptOnCreate"
+    assert group["UpdateReplacePolicy"] == "Retain"
+    assert group["Properties"]["KmsKeyId"] == {"Ref": "InstanceKeyArn"}
     assert group["Properties"]["RetentionInDays"] == cfg.instances["prod"].logs.retention_days == 365
 
 
