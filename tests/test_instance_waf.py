@@ -131,9 +131,6 @@ def test_blocked_and_counted_requests_are_logged_encrypted_without_credentials(c
     assert {c["ActionCondition"]["Action"] for c in kept["Filters"][0]["Conditions"]} == {"BLOCK", "COUNT"}
 
 
-@pytest.mark.xfail(strict=True, reason="generator bug: WafLogGroup's name now ends in /<stack id> (add_log_group), but "
-                   "add_waf_logging still points LogDestinationConfigs at the plain aws-waf-logs-rstudio-<instance> "
-                   "group, which nothing creates")  # fmt: skip
 def test_waf_logs_into_the_log_group_it_creates(cfg):
     found = resources(cfg, "prod")
     name = found["WafLogGroup"]["Properties"]["LogGroupName"]

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from troposphere import GetAtt, Parameter, Ref, Template
+from troposphere import GetAtt, Parameter, Ref, Sub, Template
 from troposphere.elasticloadbalancingv2 import LoadBalancer
 from troposphere.logs import LogGroup
 from troposphere.wafv2 import (
@@ -50,7 +50,6 @@ from troposphere.wafv2 import (
 )
 from troposphere.wafv2 import Condition as LogCondition
 
-from generator.iam import regional_arn
 from generator.instance.tasks import add_log_group
 from stacksets.config import Config
 from stacksets.naming import instance_stackset
@@ -159,8 +158,9 @@ def add_waf_logging(t: Template, cfg: Config, instance: str, acl: WebACL, key: P
     t.add_resource(LoggingConfiguration(
         "WafLogging",
         ResourceArn=GetAtt(acl, "Arn"),
-        # The log group's Arn attribute ends in ":*", which WAF rejects; the plain ARN and an explicit dependency.
-        LogDestinationConfigs=[regional_arn("logs", f"log-group:{name}")],
+        # The log group's Arn attribute ends in ":*", which WAF rejects; the plain ARN, from its generated name.
+        LogDestinationConfigs=[Sub("arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:${Group}",
+                                   Group=Ref(log_group))],
         LoggingFilter=LoggingFilter(DefaultBehavior="DROP", Filters=[keep]),
         RedactedFields=[LoggingConfigurationFieldToMatch(SingleHeader=SingleHeader(Name=header))
                         for header in REDACTED_HEADERS],

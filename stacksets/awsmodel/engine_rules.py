@@ -46,7 +46,6 @@ RULES: list[tuple[str, str, str]] = [
      USER_GUIDE + "using-cfn-stack-exports.html"),
     ("rollback", "A failed create rolls back (ROLLBACK_COMPLETE); a failed update restores the previous resources "
      "and outputs (UPDATE_ROLLBACK_COMPLETE)", USER_GUIDE + "using-cfn-describing-stacks.html (stack status codes)"),
-
     ("vpc-quotas", "At most quota(vpcs_per_region) (5) VPCs per account and Region, the account's default VPC "
      "counted, and quota(elastic_ips_per_region) (5) Elastic IPs: the next fails VpcLimitExceeded / "
      "AddressLimitExceeded", "https://docs.aws.amazon.com/general/latest/gr/vpc-service.html (VPCs per Region); "
@@ -55,6 +54,9 @@ RULES: list[tuple[str, str, str]] = [
      "one resource-policy slot: AWS adds the log-delivery resource policy, shared by later log groups",
      "https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/AWS-logs-infrastructure-CWL.html (\"AWS creates or "
      "changes the resource policies\"); the 5,120-character policy that later log groups share"),
+    ("waf-log-destination", "A WAF logging configuration's CloudWatch Logs destination must be an existing log group",
+     "WAFv2 API reference PutLoggingConfiguration (errors WAFNonexistentItemException, WAFInvalidParameterException); "
+     "WAF developer guide \"Sending web ACL traffic logs to an Amazon CloudWatch Logs log group\""),
 ]
 
 DEFAULT_QUOTAS = {"lambda_concurrent_executions": 1000, "logs_resource_policies": 10, "vpcs_per_region": 5,
@@ -125,6 +127,11 @@ def refusal(run: Run, logical_id: str, resource_type: str, props: dict[str, Any]
         if _logs_policies(run) >= env.quota(stack.account, "logs_resource_policies"):
             return "Resource limit exceeded. (Service: CloudWatchLogs; Status Code: 400; " \
                    "Error Code: LimitExceededException)"
+    if resource_type == "AWS::WAFv2::LoggingConfiguration":
+        missing = _missing_log_groups(run, props)
+        if missing:
+            return f"The referenced item does not exist: log group {missing[0]} (Service: Wafv2; Status Code: 400; " \
+                   "Error Code: WAFNonexistentItemException)"
     if new and resource_type == "AWS::EC2::VPC":
         if DEFAULT_VPCS + _count(run, resource_type) >= env.quota(stack.account, "vpcs_per_region"):
             return "The maximum number of VPCs has been reached. (Service: Ec2; Status Code: 400; " \
@@ -145,6 +152,15 @@ def _count(run: Run, resource_type: str) -> int:
     stack = run.stack
     return sum(1 for _, r in run.engine.registry.resources(stack.account, stack.region)
                if r.resource_type == resource_type)  # fmt: skip
+
+
+def _missing_log_groups(run: Run, props: dict[str, Any]) -> list[str]:
+    stack = run.stack
+    groups = {str(r.name or r.physical_id) for _, r in run.engine.registry.resources(stack.account, stack.region)
+              if r.resource_type == "AWS::Logs::LogGroup"}  # fmt: skip
+    wanted = [str(d).split(":log-group:", 1)[1].removesuffix(":*") for d in props.get("LogDestinationConfigs", [])
+              if ":log-group:" in str(d)]  # fmt: skip
+    return [name for name in wanted if name not in groups]
 
 
 def _sends_to_logs(props: dict[str, Any]) -> bool:
