@@ -6,7 +6,8 @@ from __future__ import annotations
 from stacksets.awsmodel.engine import DefaultEnvironment, StackEngine
 
 ACCOUNT, REGION = "555555555555", "eu-west-1"
-POLICY = "  Policy:\n    Type: AWS::Logs::ResourcePolicy\n    Properties:\n      PolicyName: p{}\n      PolicyDocument: '{{}}'\n"
+POLICY = ("  Policy:\n    Type: AWS::Logs::ResourcePolicy\n    Properties:\n      PolicyName: p{}\n"
+          "      PolicyDocument: '{{}}'\n")
 
 
 def waf_logging(group: str, destination: str | None = None) -> str:
