@@ -349,11 +349,15 @@ def cmd_destroy(args: argparse.Namespace, cfg: Config) -> int:
     whole = _plan(args, cfg, removing=True)
     plan = whole if args.data else whole.compute()
     kept = [] if args.data else whole.kept()
-    if not plan.nodes:
-        raise ConfigError(f"{', '.join(kept)} hold(s) data: destroy keeps them unless you pass --data")
+    named = set(args.only or ())
+    holding = sorted(name for name in named if name in whole.nodes and whole.nodes[name].keeps_data)
+    if not args.data and (not plan.nodes or (named and len(holding) == len(named))):
+        # --only naming StackSets that hold data means them, not just the compute that stands on them
+        raise ConfigError(f"{', '.join(holding or kept)} hold(s) data: destroy keeps them unless you pass --data")
     with _aws(args, cfg) as aws:
         names = ", ".join(plan.reversed().order())
-        question = f"destroy {names}" + (" INCLUDING THEIR DATA" if args.data else f" (keeping {', '.join(kept)})")
+        keeping = f" (keeping {', '.join(kept)})" if kept else ""
+        question = f"destroy {names}" + (" INCLUDING THEIR DATA" if args.data else keeping)
         if not _confirm(args, question):
             print("nothing destroyed")
             return EXIT_FAILED

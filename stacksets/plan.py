@@ -250,9 +250,10 @@ class Plan:
     def compute(self) -> Plan:
         """What a destroy removes unless told to remove data too: the StackSets that hold no data and that nothing
         holding data stands on (the bootstrap's reader role stays while a storage StackSet needs reading)."""
+        steps = self.steps()  # a narrowed plan (destroy --only) lacks what its steps stand on: nothing to keep there
         kept = self._closure({name for name, node in self.nodes.items() if node.keeps_data},
-                             lambda name: self.steps()[name].depends_on)  # fmt: skip
-        return self._restricted(set(self.steps()) - kept)
+                             lambda name: steps[name].depends_on if name in steps else ())  # fmt: skip
+        return self._restricted(set(steps) - kept)
 
     def kept(self) -> list[str]:
         """The StackSets `compute()` leaves standing, sorted."""
