@@ -1,11 +1,11 @@
 """Rollout benchmark: the orchestrator with the CLI's own defaults against the AWS model, in simulated time.
 
 An organization of N instance accounts (default 50) spread over R regions (default 3, the first R of eu-west-1,
-eu-central-1, us-east-1): one zone, one data and one instance StackSet per instance account (the example's dev
-StackSets, renamed), plus bootstrap, central, data and network, 3N + 4 StackSets. The AWS model
+eu-central-1, us-east-1): one zone, one delegation, one data, one storage and one instance StackSet per instance
+account (the example's dev StackSets, renamed), plus bootstrap, central, data and logs, 5N + 4 StackSets. The AWS model
 (`stacksets.awsmodel`) answers real boto3 clients: StackSets operations run in simulated time in per-Region batches of
 MaxConcurrentPercentage, instance stacks are created from the committed templates, callers are throttled over the
-model's token bucket, and create_stack_set is refused past the StackSets quota (raised here when 3N + 4 needs it).
+model's token bucket, and create_stack_set is refused past the StackSets quota (raised here when 5N + 4 needs it).
 
 Per run it prints the makespan over the critical path (the longest dependency chain of the operation durations the
 model computed), the same for the plan deployed one StackSet at a time, the orchestrator's own CPU (process CPU minus
@@ -16,9 +16,14 @@ size runs in a child process (so peak RSS is per size) and the CPU-per-StackSet 
     .venv/bin/python bench/rollout.py [--accounts 50 [200 500]] [--regions 3] [--json] [--skip-sequential]
 
 Measured on the 2-core shared host, one run per size, 3 regions, CLI defaults (8 workers; polls every 15 s with a few
-operations in flight, up to 120 s with hundreds; requests paced at 9/s per client), `--accounts 50 200 500`:
+operations in flight, up to 120 s with hundreds; requests paced at 9/s per client), `--accounts 50`:
 
     accounts StackSets makespan/CP sequential/CP orch CPU (per StackSet) peak RSS  no-op calls/StackSet throttles
+    50       254       1.031       50.9          6.6 s (25.9 ms)         222 MB    2.82, 0 writes       5
+
+and `--accounts 50 200 500` before each instance had its delegation and storage StackSets (3N + 4 StackSets, one
+network StackSet delegating every zone):
+
     50       154       1.040       40.6          3.9 s (25.5 ms)         227 MB    2.70, 0 writes       50
     200      604       1.201       154.6         15.2 s (25.2 ms)        484 MB    2.69, 0 writes       55
     500      1504      1.579       370.4         45.9 s (30.5 ms)        1013 MB   2.69, 0 writes       46
@@ -46,17 +51,11 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
-from unittest import mock
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import troposphere  # noqa: E402
-
 import deploy as cli  # noqa: E402
-from generator.common import new_template  # noqa: E402
-from generator.render import render  # noqa: E402
-from generator.stacks import network as network_stack  # noqa: E402
 from stacksets import naming  # noqa: E402
 from stacksets.aws import Clients  # noqa: E402
 from stacksets.awsmodel.adapter import CLOSED_ENDPOINT, ModelError  # noqa: E402
@@ -65,14 +64,14 @@ from stacksets.awsmodel.model import AwsModel, snake  # noqa: E402
 from stacksets.awsmodel.scenario import Limits, Scenario  # noqa: E402
 from stacksets.config import Config, load_config  # noqa: E402
 from stacksets.executor import Executor, Options, Report  # noqa: E402
-from stacksets.plan import Node, OutputRef, Override, Plan, Targets, build_plan  # noqa: E402
+from stacksets.plan import Node, OutputRef, Plan, Targets, build_plan  # noqa: E402
 from stacksets.quotas import quota_warnings  # noqa: E402
 from stacksets.run import CURRENT_STACKSET  # noqa: E402
 
 ALL_REGIONS = ("eu-west-1", "eu-central-1", "us-east-1")
 # Simulated seconds one stack instance takes, per kind of StackSet (the model batches them per Region).
-SECONDS = {"bootstrap": 60, "central": 150, "data": 90, "network": 60, "zone": 50, "instance-data": 150,
-           "instance": 900}  # fmt: skip
+SECONDS = {"bootstrap": 60, "central": 150, "data": 90, "logs": 30, "zone": 50, "delegation": 60,
+           "instance-data": 150, "storage": 300, "instance": 900}  # fmt: skip
 MAKESPAN_TARGET = 1.05
 PEAK_MB_TARGET = 500
 # The host's run-to-run noise is about ±30 % (review/performance.md), so CPU per StackSet may grow by that much from
@@ -90,38 +89,18 @@ def instance_name(i: int) -> str:
 
 
 def kind(name: str) -> str:
-    fixed = {naming.BOOTSTRAP: "bootstrap", naming.CENTRAL: "central", naming.DATA: "data",
-             naming.NETWORK: "network"}  # fmt: skip
+    fixed = {naming.BOOTSTRAP: "bootstrap", naming.CENTRAL: "central", naming.DATA: "data", naming.LOGS: "logs"}
     if name in fixed:
         return fixed[name]
-    if name.endswith("-zone"):
-        return "zone"
-    return "instance-data" if name.endswith("-data") else "instance"
+    for suffix, kind_of in (("-zone", "zone"), ("-delegation", "delegation"), ("-data", "instance-data"),
+                            ("-storage", "storage")):  # fmt: skip
+        if name.endswith(suffix):
+            return kind_of
+    return "instance"
 
 
 # --------------------------------------------------------------------------------------------------------------------
 # The workload
-
-
-def network_body(cfg: Config, n: int) -> str:
-    """The network template for n instances, as `render` would write it (the committed one delegates dev and prod
-    only, and the model refuses override keys the template does not declare)."""
-    template = new_template(network_stack.__doc__)
-    # troposphere refuses a 201st parameter or output, as CloudFormation would (200 of each per template); the model
-    # checks neither, so past 200 instances the bench lifts the cap to measure the orchestrator (see network_note)
-    limits = {"MAX_PARAMETERS": max(troposphere.MAX_PARAMETERS, n), "MAX_OUTPUTS": max(troposphere.MAX_OUTPUTS, n)}
-    with mock.patch.multiple(troposphere, **limits):
-        for i in range(n):
-            network_stack.add_delegation(template, cfg, instance_name(i))
-    return render(template, naming.template_file(naming.NETWORK)).decode("utf-8")
-
-
-def network_note(n: int) -> str:
-    if n <= troposphere.MAX_PARAMETERS:
-        return ""
-    return (f"the network template has {n} parameters and outputs, over CloudFormation's {troposphere.MAX_PARAMETERS} "
-            "per template: render would refuse it and AWS too; the model does not check, so this size only measures "
-            "the orchestrator")  # fmt: skip
 
 
 def bench_plan(cfg: Config, n: int, regions: tuple[str, ...]) -> Plan:
@@ -131,26 +110,33 @@ def bench_plan(cfg: Config, n: int, regions: tuple[str, ...]) -> Plan:
     # fails a second region's instance with "Role with name rstudio-deploy-reader already exists", as AWS would. The
     # old bench spread it over every region; with parallel regions that changed nothing but the instance count.
     nodes = {name: base.nodes[name] for name in (naming.BOOTSTRAP, naming.CENTRAL, naming.DATA)}
-    delegations = []
+    # the logs policy in every instance account and Region, as build_plan targets it
+    logs = base.nodes[naming.LOGS]
+    nodes[naming.LOGS] = replace(logs, targets=Targets(regions=regions, accounts=tuple(instance_accounts(n)),
+                                                       organizational_units=ous))  # fmt: skip
     for i, account in enumerate(instance_accounts(n)):
         region = regions[i % len(regions)]
-        name = naming.instance_stackset(instance_name(i))
-        zone, data = naming.zone_stackset(instance_name(i)), naming.instance_data_stackset(instance_name(i))
+        instance = instance_name(i)
+        name = naming.instance_stackset(instance)
+        zone, delegation = naming.zone_stackset(instance), naming.delegation_stackset(instance)
+        data, storage = naming.instance_data_stackset(instance), naming.storage_stackset(instance)
         targets = Targets(regions=(region,), accounts=(account,), organizational_units=ous)
-        dev = {kind: base.nodes[f"rstudio-dev{kind}"] for kind in ("", "-zone", "-data")}
+        dev = {kind: base.nodes[f"rstudio-dev{kind}"] for kind in ("", "-zone", "-delegation", "-data", "-storage")}
         nodes[zone] = replace(dev["-zone"], name=zone, targets=targets, **_renamed(dev["-zone"], i, account))
+        # the delegations share the network account, the data StackSets the data account, as build_plan has them
+        name_servers = OutputRef(zone, "NameServers", account, region)
+        nodes[delegation] = replace(dev["-delegation"], name=delegation, depends_on=(zone,),
+                                    parameters=(("NameServers", name_servers),),
+                                    **_renamed(dev["-delegation"], i, account))  # fmt: skip
         nodes[data] = replace(dev["-data"], name=data, **_renamed(dev["-data"], i, account))
+        nodes[storage] = replace(dev["-storage"], name=storage, targets=targets,
+                                 **_renamed(dev["-storage"], i, account))  # fmt: skip
+        stored = tuple((key, replace(ref, stackset=storage, account=account, region=region))
+                       for key, ref in dev[""].parameters)  # fmt: skip
         # the image step is left out (the model would build images), so the instances wait for central directly
-        nodes[name] = replace(dev[""], name=name, targets=targets, **_renamed(dev[""], i, account),
-                              depends_on=tuple(sorted((zone, naming.NETWORK, data, naming.CENTRAL))))  # fmt: skip
-        delegations.append((f"{instance_name(i).capitalize()}NameServers", OutputRef(zone, "NameServers", account,
-                                                                                     region)))  # fmt: skip
-    network = base.nodes[naming.NETWORK]
-    body = network_body(cfg, n)
-    nodes[naming.NETWORK] = replace(
-        network, template_body=body, template_sha256=_sha256(body),
-        depends_on=tuple(sorted(name for name in nodes if name.endswith("-zone"))),
-        overrides=(Override(cfg.accounts.network, network.targets.regions[0], tuple(delegations)),))  # fmt: skip
+        nodes[name] = replace(dev[""], name=name, targets=targets, parameters=stored, **_renamed(dev[""], i, account),
+                              depends_on=tuple(sorted((zone, delegation, data, storage, naming.LOGS,
+                                                       naming.CENTRAL))))  # fmt: skip
     return Plan(dict(sorted(nodes.items())))
 
 
@@ -165,7 +151,7 @@ def chained(plan: Plan) -> Plan:
 def _renamed(node: Node, i: int, account: str) -> dict[str, str]:
     """A dev template for instance i, as `render` would name it without rendering hundreds of templates: the data
     StackSets share the data account (bucket, role and database names must differ), and the model's ACM validates a
-    certificate only in the zone the network StackSet delegates (so each instance needs its own domain)."""
+    certificate only in the zone a delegation StackSet delegates (so each instance needs its own domain)."""
     instance = instance_name(i)
     renamed = node.template_body.replace("rstudio-dev", f"rstudio-{instance}").replace("rstudio_dev",
                                                                                         f"rstudio_{instance}")
@@ -346,8 +332,7 @@ def bench(n: int, region_count: int, skip_sequential: bool, seed: int) -> dict[s
     rehearsal, quota_note = scenario(cfg, plan)
     stacksets = len(plan.nodes)
     result: dict[str, Any] = {"accounts": n, "regions": len(regions), "stacksets": stacksets,
-                              "workers": cli_options(Path("x")).max_workers, "quota": quota_note,
-                              "network": network_note(n)}  # fmt: skip
+                              "workers": cli_options(Path("x")).max_workers, "quota": quota_note}
     with tempfile.TemporaryDirectory() as tmp:
         state = Path(tmp) / "state.json"
         model = AwsModel.for_config(cfg, rehearsal, clock=SimClock())
@@ -440,8 +425,6 @@ def text(run: dict[str, Any]) -> str:
              f"{run['workers']} workers (CLI default)"]  # fmt: skip
     if run["quota"]:
         lines.append(f"  scenario: {run['quota']}")
-    if run["network"]:
-        lines.append(f"  note: {run['network']}")
     lines.append(f"  orchestrator makespan / critical path: {run['ratio']:.3f} ({run['makespan_s'] / 60:.1f} min / "
                  f"{run['critical_path_s'] / 60:.1f} min)")  # fmt: skip
     if "sequential_ratio" in run:

@@ -8,11 +8,14 @@ import re
 import pytest
 
 from stacksets.awsmodel.engine import RULES, DefaultEnvironment, Registry, StackEngine, StackRefused
+from stacksets.naming import storage_outputs
 from tests.conftest import TEMPLATES
 
 ACCOUNT, REGION = "111111111111", "eu-west-1"
-BEFORE_INSTANCES = ["rstudio-bootstrap", "rstudio-central", "rstudio-data", "rstudio-dev-zone", "rstudio-prod-zone",
-                    "rstudio-dev-data", "rstudio-prod-data"]
+INSTANCES = ("dev", "prod")
+# what stands before the instances' delegations and compute: every StackSet that takes no parameters
+BEFORE_INSTANCES = ["rstudio-bootstrap", "rstudio-central", "rstudio-data", "rstudio-logs",
+                    *(f"rstudio-{i}-{part}" for part in ("zone", "data", "storage") for i in INSTANCES)]
 INTRINSIC = re.compile(r"Fn::|\bRef\b|\$\{")
 
 
@@ -20,14 +23,27 @@ def body(name: str) -> str:
     return (TEMPLATES / f"{name}.yaml").read_text(encoding="utf-8")
 
 
+def stored(stacks: dict[str, object], instance: str) -> dict[str, str]:
+    """The compute's parameters: the instance storage stack's outputs of the same names (stacksets/plan.py)."""
+    storage = stacks[f"rstudio-{instance}-storage"]
+    return {key: value for key, value in storage.outputs.items() if key in storage_outputs(True)}
+
+
+def storage_for(engine: StackEngine, instance: str) -> dict[str, str]:
+    """The instance's storage stack created in the account; the compute's parameters from its outputs."""
+    name = f"rstudio-{instance}-storage"
+    return stored({name: engine.create(name, ACCOUNT, REGION, body(name), {})}, instance)
+
+
 def world(engine: StackEngine) -> dict[str, object]:
     """Every committed template created in one account, in plan order; the stacks by template name."""
     stacks = {name: engine.create(name, ACCOUNT, REGION, body(name), {}) for name in BEFORE_INSTANCES}
-    names = {"DevNameServers": stacks["rstudio-dev-zone"].outputs["NameServers"],
-             "ProdNameServers": stacks["rstudio-prod-zone"].outputs["NameServers"]}
-    stacks["rstudio-network"] = engine.create("rstudio-network", ACCOUNT, REGION, body("rstudio-network"), names)
-    for name in ("rstudio-dev", "rstudio-prod"):
-        stacks[name] = engine.create(name, ACCOUNT, REGION, body(name), {})
+    for i in INSTANCES:
+        name_servers = {"NameServers": stacks[f"rstudio-{i}-zone"].outputs["NameServers"]}
+        stacks[f"rstudio-{i}-delegation"] = engine.create(f"rstudio-{i}-delegation", ACCOUNT, REGION,
+                                                          body(f"rstudio-{i}-delegation"), name_servers)
+    for i in INSTANCES:
+        stacks[f"rstudio-{i}"] = engine.create(f"rstudio-{i}", ACCOUNT, REGION, body(f"rstudio-{i}"), stored(stacks, i))
     return stacks
 
 
@@ -37,13 +53,14 @@ def committed() -> dict[str, object]:
 
 
 def test_every_committed_template_creates_with_string_outputs(committed):
-    assert len(committed) == len(list(TEMPLATES.glob("*.yaml")))
+    assert sorted(committed) == sorted(path.stem for path in TEMPLATES.glob("*.yaml"))
     for name, stack in committed.items():
         assert stack.status == "CREATE_COMPLETE", (name, stack.status_reason)
-        assert stack.outputs, name
+        assert bool(stack.outputs) == (name != "rstudio-logs"), name  # the logs stack holds one policy, no outputs
         for key, value in stack.outputs.items():
             assert isinstance(value, str) and not INTRINSIC.search(value), (name, key, value)
-    assert len(committed["rstudio-prod"].resources) == 176
+    assert len(committed["rstudio-prod"].resources) == 165
+    assert len(committed["rstudio-prod-storage"].resources) == 10  # key, file system, secrets: outlive the compute
 
 
 def test_events_run_oldest_first_with_a_complete_pair_per_resource(committed):
@@ -80,12 +97,15 @@ def test_ref_and_getatt_shapes_follow_the_resource_reference(committed):
 
 def test_parameters_are_checked_before_the_stack_starts():
     engine = StackEngine(DefaultEnvironment())
-    with pytest.raises(StackRefused, match=r"Parameters: \[DevNameServers, ProdNameServers\] must have values"):
-        engine.create("net", ACCOUNT, REGION, body("rstudio-network"), {})
+    with pytest.raises(StackRefused, match=r"Parameters: \[NameServers\] must have values"):
+        engine.create("net", ACCOUNT, REGION, body("rstudio-dev-delegation"), {})
+    with pytest.raises(StackRefused, match=r"Parameters: \[CookieKeySecretArns, FileSystemId, InstanceKeyArn, "
+                                           r"PasswordSecretArns\] must have values"):  # the storage's outputs
+        engine.create("dev", ACCOUNT, REGION, body("rstudio-dev"), {})
     with pytest.raises(StackRefused, match=r"Parameters: \[Nope\] do not exist in the template"):
         engine.create("boot", ACCOUNT, REGION, body("rstudio-bootstrap"), {"Nope": "x"})
     with pytest.raises(StackRefused, match="No export named rstudio-dev-zone-HostedZoneId found"):
-        engine.create("dev", ACCOUNT, REGION, body("rstudio-dev"), {})
+        engine.create("dev", ACCOUNT, REGION, body("rstudio-dev"), storage_for(engine, "dev"))
     with pytest.raises(StackRefused) as refused:
         engine.create("bad", ACCOUNT, REGION, "Resources: [", {})
     assert refused.value.code == "ValidationError"
@@ -183,16 +203,29 @@ def test_eleventh_logs_resource_policy_in_an_account_and_region_fails():
     assert engine.create("other", ACCOUNT, "us-east-1", template, {}).status == "CREATE_COMPLETE"
 
 
-# With quota 10 the rollback cannot delete the ALB created before the Lambda (deletion protection): ROLLBACK_FAILED.
-@pytest.mark.parametrize(("quota", "status"), [(10, "ROLLBACK_FAILED"), (1000, "CREATE_COMPLETE")])
+# The function takes its secrets as parameters, so it is created (and with quota 10 fails) before the ALB exists.
+@pytest.mark.parametrize(("quota", "status"), [(10, "ROLLBACK_COMPLETE"), (1000, "CREATE_COMPLETE")])
 def test_lambda_reservations_against_the_account_quota(quota, status):
     engine = StackEngine(DefaultEnvironment(quotas={"lambda_concurrent_executions": quota}))
     for name in ("rstudio-dev-zone", "rstudio-prod-zone"):
         engine.create(name, ACCOUNT, REGION, body(name), {})
-    stack = engine.create("rstudio-prod", ACCOUNT, REGION, body("rstudio-prod"), {})
+    stack = engine.create("rstudio-prod", ACCOUNT, REGION, body("rstudio-prod"), storage_for(engine, "prod"))
     assert stack.status == status
     if quota == 10:
         assert any("below its minimum value of [10]" in e.reason for e in stack.events)
+        assert "LoadBalancer" not in {e.logical_id for e in stack.events}
+
+
+# What stacksets/actions/deploy.py creates new instances without: a failed first create whose rollback cannot delete
+# the ALB (deletion protection) ends ROLLBACK_FAILED, and its retry cannot start.
+@pytest.mark.parametrize(("protection", "status"), [("true", "ROLLBACK_FAILED"), ("false", "ROLLBACK_COMPLETE")])
+def test_a_failed_create_rolls_back_only_an_unprotected_load_balancer(protection, status):
+    engine = StackEngine(DefaultEnvironment(faults={"HttpsListener": [1, "Internal failure."]}))
+    engine.create("rstudio-prod-zone", ACCOUNT, REGION, body("rstudio-prod-zone"), {})
+    parameters = {**storage_for(engine, "prod"), "LoadBalancerDeletionProtection": protection}
+    stack = engine.create("rstudio-prod", ACCOUNT, REGION, body("rstudio-prod"), parameters)
+    assert stack.status == status
+    assert ("LoadBalancer" in stack.resources) == (protection == "true")
 
 
 RACY_NETWORK = """
@@ -227,23 +260,25 @@ def test_strict_order_fails_what_does_not_wait_for_the_gateway_attachment_and_la
 
 def test_the_committed_instance_templates_wait_for_the_gateway_attachment():
     strict = StackEngine(DefaultEnvironment(strict_creation_order=True))
-    for name in ("rstudio-dev-zone", "rstudio-dev", "rstudio-prod-zone", "rstudio-prod"):
-        stack = strict.create(name, ACCOUNT, REGION, body(name), {})
-        assert stack.status == "CREATE_COMPLETE" and not stack.warnings, (name, stack.status_reason)
+    for i in INSTANCES:
+        strict.create(f"rstudio-{i}-zone", ACCOUNT, REGION, body(f"rstudio-{i}-zone"), {})
+        stack = strict.create(f"rstudio-{i}", ACCOUNT, REGION, body(f"rstudio-{i}"), storage_for(strict, i))
+        assert stack.status == "CREATE_COMPLETE" and not stack.warnings, (i, stack.status_reason)
 
 
 def test_acm_dns_validation_needs_the_delegation_in_the_world():
     registry = Registry()
     engine = StackEngine(DefaultEnvironment(dns_registry=registry), registry)
     engine.create("rstudio-dev-zone", ACCOUNT, REGION, body("rstudio-dev-zone"), {})
-    early = engine.create("rstudio-dev", ACCOUNT, REGION, body("rstudio-dev"), {})
+    parameters = storage_for(engine, "dev")
+    early = engine.create("rstudio-dev", ACCOUNT, REGION, body("rstudio-dev"), parameters)
     assert early.status == "ROLLBACK_COMPLETE"
     assert "DNS validation" in next(e.reason for e in early.events if e.logical_id == "Certificate"
                                     and e.status == "CREATE_FAILED")
     engine.delete(early)
-    engine.create("rstudio-network", "222222222222", REGION, body("rstudio-network"),
-                  {"DevNameServers": "a,b", "ProdNameServers": "c,d"})
-    assert engine.create("rstudio-dev", ACCOUNT, REGION, body("rstudio-dev"), {}).status == "CREATE_COMPLETE"
+    engine.create("rstudio-dev-delegation", "222222222222", REGION, body("rstudio-dev-delegation"),
+                  {"NameServers": "a,b"})
+    assert engine.create("rstudio-dev", ACCOUNT, REGION, body("rstudio-dev"), parameters).status == "CREATE_COMPLETE"
 
 
 def test_custom_resource_failure_carries_the_handler_reason():

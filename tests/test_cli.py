@@ -140,16 +140,16 @@ def test_deploy_refuses_to_run_unconfirmed_without_a_terminal(workdir, capsys, m
 def test_sandbox_plan_then_deploy_end_to_end(workdir, capsys):
     assert run("plan", "--sandbox", "--json", *paths(workdir)) == 0
     planned = json.loads(capsys.readouterr().out)
-    assert len(planned["stacksets"]) == 10 and all(item["changed"] for item in planned["stacksets"])
+    assert len(planned["stacksets"]) == 14 and all(item["changed"] for item in planned["stacksets"])
     assert [image for image, _ in planned["images"]["missing"]] == ["rstudio", "shiny", "bastion"]
     assert "rstudio-images" in planned["waves"][2]
     assert run("deploy", "--sandbox", "--yes", "--timeline", str(workdir / "timeline.json"), *paths(workdir)) == 0
     out = capsys.readouterr().out
-    assert "10 of 10 StackSets change, 3 image(s) to build" in out and "\nok in " in out
+    assert "14 of 14 StackSets change, 3 image(s) to build" in out and "\nok in " in out
     assert "  ~ rstudio-images: build rstudio ctx-" in out
     assert "rstudio-images               SUCCEEDED  built rstudio, shiny, bastion" in out
     assert "sandbox re-run of the same plan: 0 create/update/delete call(s)" in out
-    assert out.count("CURRENT") >= 10  # the final status table: every instance current
+    assert out.count("CURRENT") >= 14  # the final status table: every instance current
     assert json.loads((workdir / "timeline.json").read_text())["operations"]
 
 
@@ -228,3 +228,18 @@ def test_destroy_only_names_the_stacksets_it_would_remove_and_nothing_they_stand
     monkeypatch.setattr("sys.stdin.isatty", lambda: False)
     assert run("destroy", "--sandbox", "--only", "rstudio-dev", *paths(workdir)) == 2
     assert "error: destroy rstudio-dev needs confirmation" in capsys.readouterr().err
+    # named with compute, a zone is kept: only what stands on it goes, and the question says what stays
+    assert run("destroy", "--sandbox", "--only", "rstudio-dev-delegation", "rstudio-dev-zone", *paths(workdir)) == 2
+    assert "error: destroy rstudio-dev, rstudio-dev-delegation (keeping rstudio-dev-zone) needs confirmation" in \
+        capsys.readouterr().err
+
+
+def test_destroy_only_of_stacksets_that_hold_data_needs_data(workdir, capsys, monkeypatch):
+    monkeypatch.setattr("sys.stdin.isatty", lambda: False)
+    assert run("destroy", "--sandbox", "--only", "rstudio-dev-storage", *paths(workdir)) == 2
+    err = capsys.readouterr().err
+    assert "error: rstudio-dev-storage hold(s) data: destroy keeps them unless you pass --data" in err
+    assert "confirmation" not in err
+    assert run("destroy", "--sandbox", "--data", "--only", "rstudio-dev-storage", *paths(workdir)) == 2
+    assert "error: destroy rstudio-dev, rstudio-dev-storage INCLUDING THEIR DATA needs confirmation" in \
+        capsys.readouterr().err

@@ -105,12 +105,12 @@ def test_an_unknown_profile_without_any_profiles_only_says_how_to_create_one(tmp
 def test_a_template_that_is_not_yaml_stops_deploy_naming_file_and_line(workdir, no_aws, capsys):
     template = workdir / "templates" / "rstudio-dev.yaml"
     lines = template.read_text().splitlines(keepends=True)
-    assert lines[11] == "    Description: RStudio task role\n"
-    lines[11] = "    Description: RStudio task role: the ALB's\n"  # a colon a hand edit forgot to quote
+    assert lines[8] == "    Description: RStudio task role\n"
+    lines[8] = "    Description: RStudio task role: the ALB's\n"  # a colon a hand edit forgot to quote
     template.write_text("".join(lines))
     assert deploy.main(["deploy", "--sandbox", "--yes"]) == 2
     assert capsys.readouterr().err == (
-        "error: templates/rstudio-dev.yaml:12: not valid CloudFormation YAML (mapping values are not allowed here); "
+        "error: templates/rstudio-dev.yaml:9: not valid CloudFormation YAML (mapping values are not allowed here); "
         f"{RERENDER}\n")  # fmt: skip
 
 
@@ -120,14 +120,15 @@ def test_a_template_without_resources_stops_deploy(body, workdir, no_aws, capsys
     (workdir / "templates" / "rstudio-prod-delegation.yaml").write_text("# edited by hand\n" + body)
     assert deploy.main(["deploy", "--sandbox", "--yes"]) == 2
     assert capsys.readouterr().err == (
-        "error: templates/rstudio-prod-delegation.yaml: not a CloudFormation template: the top level has no `Resources` "
-        f"mapping with at least one resource; {RERENDER}\n")  # fmt: skip
+        "error: templates/rstudio-prod-delegation.yaml: not a CloudFormation template: the top level has no "
+        f"`Resources` mapping with at least one resource; {RERENDER}\n")  # fmt: skip
 
 
 def test_a_malformed_short_tag_is_a_plan_error_not_a_traceback(workdir, cfg):
     template = workdir / "templates" / "rstudio-prod-delegation.yaml"
     template.write_text(template.read_text() + "Outputs2:\n  Broken: !GetAtt {Resource: Zone}\n")
-    with pytest.raises(PlanError, match=r"rstudio-network\.yaml: not valid CloudFormation YAML \(a !GetAtt takes"):
+    with pytest.raises(PlanError,
+                       match=r"rstudio-prod-delegation\.yaml: not valid CloudFormation YAML \(a !GetAtt takes"):
         build_plan(cfg, workdir / "templates", workdir / "container")
 
 
@@ -175,6 +176,7 @@ def test_allow_stale_warns_and_deploys_the_committed_bytes(workdir, capsys):
     assert ("warning: --allow-stale: deploying the committed templates/rstudio-prod-delegation.yaml although `python "
             "deploy.py render` would change them\n") in captured.err  # fmt: skip
     rehearsal = AwsModel.load(workdir / DEFAULT_STATE_DIR / MODEL_FILE)
-    [network] = [s for (_, _, name), s in rehearsal.world.stacksets.sets.items() if name == "rstudio-network"]
-    assert network.body == edited
+    [delegation] = [s for (_, _, name), s in rehearsal.world.stacksets.sets.items()
+                    if name == "rstudio-prod-delegation"]  # fmt: skip
+    assert delegation.body == edited
     assert "sandbox re-run of the same plan: 0 create/update/delete call(s)" in captured.out

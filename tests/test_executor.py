@@ -86,22 +86,56 @@ def test_first_deploy_creates_everything_in_dependency_order(deployed, plan: Pla
             assert created.index(dep) < created.index(name), f"{name} created before its dependency {dep}"
     # the bootstrap went to every account of both OUs, the nested OU included
     assert sorted(live_stackset(model, "rstudio-bootstrap").instances) == [(a, REGION) for a in ALL_ACCOUNTS]
-    assert report.calls["create_stack_set"] == 10 and report.calls["create_stack_instances"] == 10
+    assert report.calls["create_stack_set"] == 14 and report.calls["create_stack_instances"] == 14
+    # the compute StackSets' instances, created with the load balancer unprotected, then switched back on
+    assert report.calls["update_stack_instances"] == 2
 
 
-def test_zone_name_servers_flow_into_the_network_override(deployed) -> None:
+def test_new_instances_start_unprotected_and_get_their_deletion_protection_once_created(deployed) -> None:
+    model, _ = deployed
+    unprotected = [{"ParameterKey": "LoadBalancerDeletionProtection", "ParameterValue": "false"}]
+    for name, account in (("rstudio-dev", "555555555555"), ("rstudio-prod", "666666666666")):
+        (create,) = [kw for kw in model.calls_for("create_stack_instances") if kw["StackSetName"] == name]
+        assert create["ParameterOverrides"] == unprotected
+        (protect,) = [kw for kw in model.calls_for("update_stack_instances") if kw["StackSetName"] == name]
+        assert protect["ParameterOverrides"] == []  # the planned overrides: none, so the StackSet's value applies
+        assert protect["DeploymentTargets"]["Accounts"] == [account]
+        instance = live_stackset(model, name).instances[(account, REGION)]
+        assert instance.overrides == {} and instance.stack.parameters["LoadBalancerDeletionProtection"] == "true"
+    # a StackSet without that parameter is created without the override and never updated
+    assert "ParameterOverrides" not in next(kw for kw in model.calls_for("create_stack_instances")
+                                            if kw["StackSetName"] == "rstudio-dev-storage")  # fmt: skip
+
+
+def test_zone_name_servers_flow_into_each_delegation(deployed) -> None:
     model, _ = deployed
 
-    (call,) = [kw for kw in model.calls_for("create_stack_instances") if kw["StackSetName"] == "rstudio-network"]
-    overrides = {p["ParameterKey"]: p["ParameterValue"] for p in call["ParameterOverrides"]}
-    dev_zone = live_stackset(model, "rstudio-dev-zone").instances[("555555555555", REGION)].stack
-    prod_zone = live_stackset(model, "rstudio-prod-zone").instances[("666666666666", REGION)].stack
-    assert overrides == {"DevNameServers": dev_zone.outputs["NameServers"],
-                         "ProdNameServers": prod_zone.outputs["NameServers"]}  # fmt: skip
-    assert overrides["DevNameServers"] != overrides["ProdNameServers"]
-    assert call["DeploymentTargets"] == {"OrganizationalUnitIds": [WORKLOADS, SHARED], "Accounts": ["333333333333"],
-                                         "AccountFilterType": "INTERSECTION"}  # fmt: skip
-    assert live_stackset(model, "rstudio-network").instances[("333333333333", REGION)].overrides == overrides
+    delegated = {}
+    for instance, account in (("dev", "555555555555"), ("prod", "666666666666")):
+        name = f"rstudio-{instance}-delegation"
+        (create,) = [kw for kw in model.calls_for("create_stack_set") if kw["StackSetName"] == name]
+        parameters = {p["ParameterKey"]: p["ParameterValue"] for p in create["Parameters"]}
+        zone = live_stackset(model, f"rstudio-{instance}-zone").instances[(account, REGION)].stack
+        assert parameters == {"NameServers": zone.outputs["NameServers"]}
+        (call,) = [kw for kw in model.calls_for("create_stack_instances") if kw["StackSetName"] == name]
+        assert call["DeploymentTargets"] == {"OrganizationalUnitIds": [WORKLOADS, SHARED], "Accounts": ["333333333333"],
+                                             "AccountFilterType": "INTERSECTION"}  # fmt: skip
+        assert sorted(live_stackset(model, name).instances) == [("333333333333", REGION)]
+        delegated[instance] = parameters["NameServers"]
+    assert delegated["dev"] != delegated["prod"]
+
+
+def test_storage_outputs_flow_into_the_compute_parameters(deployed) -> None:
+    model, _ = deployed
+
+    for instance, account, bastion in (("dev", "555555555555", False), ("prod", "666666666666", True)):
+        storage = live_stackset(model, f"rstudio-{instance}-storage").instances[(account, REGION)].stack
+        wanted = ["InstanceKeyArn", "FileSystemId", "PasswordSecretArns", "CookieKeySecretArns"] + \
+            (["BastionKeySecretArn"] if bastion else [])  # fmt: skip
+        (create,) = [kw for kw in model.calls_for("create_stack_set") if kw["StackSetName"] == f"rstudio-{instance}"]
+        parameters = {p["ParameterKey"]: p["ParameterValue"] for p in create["Parameters"]}
+        assert parameters == {key: storage.outputs[key] for key in wanted}
+        assert parameters["FileSystemId"].startswith("fs-")
 
 
 def test_second_deploy_makes_no_mutating_call(after_deploy: AwsModel, cfg: Config, plan: Plan,
@@ -128,8 +162,11 @@ def test_template_change_updates_only_that_stackset(after_deploy: AwsModel, cfg:
 
     report = executor_for(after_deploy, cfg, tmp_path).deploy(changed)
     assert report.ok
-    assert dict(report.calls) == {"update_stack_set": 1}
-    assert after_deploy.calls_for("update_stack_set")[0]["StackSetName"] == "rstudio-central"
+    assert set(report.calls) == {"update_stack_set"}
+    # one operation, though the model's throttling may have made the call retry under the same id
+    updates = after_deploy.calls_for("update_stack_set")
+    assert {kw["StackSetName"] for kw in updates} == {"rstudio-central"}
+    assert len({kw["OperationId"] for kw in updates}) == 1
     assert live_stackset(after_deploy, "rstudio-central").body.endswith("# v2\n")
     assert report.results["rstudio-central"].state is State.SUCCEEDED
     assert report.results["rstudio-data"].state is State.UNCHANGED
@@ -148,12 +185,14 @@ def test_failed_operation_skips_dependents_with_the_reason(fresh: AwsModel, cfg:
     assert "HostedZone" in failure.reason
     # the first failing stack events, read through the reader role the bootstrap created in that account
     assert failure.events[0] == "HostedZone (AWS::Route53::HostedZone) CREATE_FAILED: HostedZone limit exceeded"
-    assert report.results["rstudio-network"].state is State.SKIPPED
-    assert report.results["rstudio-network"].message == "dependency rstudio-dev-zone failed"
-    assert report.results["rstudio-dev"].message == "dependency rstudio-dev-zone failed"
-    assert report.results["rstudio-prod"].message == "dependency rstudio-network was skipped"
-    assert report.results["rstudio-prod-zone"].state is State.SUCCEEDED  # independent work still ran
-    assert live_stackset(fresh, "rstudio-network") is None and live_stackset(fresh, "rstudio-dev") is None
+    assert report.results["rstudio-dev-delegation"].state is State.SKIPPED
+    assert report.results["rstudio-dev-delegation"].message == "dependency rstudio-dev-zone failed"
+    assert report.results["rstudio-dev"].state is State.SKIPPED
+    assert report.results["rstudio-dev"].message == "dependency rstudio-dev-delegation was skipped"  # first blocked one
+    assert live_stackset(fresh, "rstudio-dev-delegation") is None and live_stackset(fresh, "rstudio-dev") is None
+    # independent work still ran: one delegation per instance, so the other instance is not held up
+    for name in ("rstudio-dev-storage", "rstudio-prod-zone", "rstudio-prod-delegation", "rstudio-prod"):
+        assert report.results[name].state is State.SUCCEEDED, (name, report.results[name].message)
 
 
 def test_failed_instance_inside_tolerance_is_reported(fresh: AwsModel, cfg: Config, plan: Plan,
@@ -279,8 +318,10 @@ def test_operation_id_already_taken_means_reattach(cfg: Config, plan: Plan, tmp_
 
 def test_destroy_goes_in_reverse_order_instances_before_sets(fresh: AwsModel, cfg: Config, plan: Plan,
                                                              tmp_path: Path) -> None:  # fmt: skip
-    # everything but the instances, whose load balancers refuse deletion (the next test)
-    plan = plan.only(["rstudio-network", "rstudio-dev-data", "rstudio-prod-data", "rstudio-central"])
+    # everything but the compute, whose load balancers refuse deletion (the next test)
+    plan = plan.only(["rstudio-dev-delegation", "rstudio-prod-delegation", "rstudio-dev-data", "rstudio-prod-data",
+                      "rstudio-dev-storage", "rstudio-prod-storage", "rstudio-logs", "rstudio-central"])  # fmt: skip
+    assert not {"rstudio-dev", "rstudio-prod"} & set(plan.nodes)
     executor_for(fresh, cfg, tmp_path).deploy(plan)
     calls_before = len(fresh.log)
     report = executor_for(fresh, cfg, tmp_path).destroy(plan)
@@ -300,6 +341,8 @@ def test_destroy_goes_in_reverse_order_instances_before_sets(fresh: AwsModel, cf
     assert bootstrap_delete["RetainStacks"] is False
     assert bootstrap_delete["DeploymentTargets"]["Accounts"] == ALL_ACCOUNTS
     assert ("AWS::Route53::HostedZone", "HostedZone") in report.results["rstudio-dev-zone"].retained
+    assert {("AWS::EFS::FileSystem", "FileSystem"), ("AWS::KMS::Key", "InstanceKey")} <= \
+        set(report.results["rstudio-prod-storage"].retained)  # fmt: skip
 
 
 def test_destroy_lifts_the_load_balancers_deletion_protection_first(after_deploy: AwsModel, cfg: Config,
@@ -391,8 +434,9 @@ def test_large_template_goes_through_the_staging_bucket(deployed, plan: Plan) ->
 
 def test_diff_shows_unresolved_outputs_and_prune(fresh: AwsModel, cfg: Config, plan: Plan, tmp_path: Path) -> None:
     diffs = {d.name: d for d in executor_for(fresh, cfg, tmp_path).diff(plan)}
-    assert diffs["rstudio-network"].parameters["DevNameServers"].startswith("(from <rstudio-dev-zone ")
-    assert not diffs["rstudio-network"].exists
+    assert diffs["rstudio-dev-delegation"].parameters["NameServers"].startswith("(from <rstudio-dev-zone ")
+    assert not diffs["rstudio-dev-delegation"].exists
+    assert diffs["rstudio-dev"].parameters["FileSystemId"].startswith("(from <rstudio-dev-storage ")
     assert fresh.mutating_calls() == {}
 
     # a zone, not central: central's rendered template names its bucket after the central account

@@ -6,13 +6,14 @@ risks R1-R13 it confirmed).
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from stacksets.config import Config
-from stacksets.plan import Plan, Targets, build_plan
+from stacksets.plan import Override, Plan, Targets, build_plan, declared_parameters
 from stacksets.results import State
 from tests.awsmodel_helpers import executor_for, model_for, scenario
 from tests.conftest import TEMPLATES
@@ -117,7 +118,7 @@ def test_r11_an_access_error_while_reattaching_keeps_the_recorded_operation(cfg,
 
 def test_r5_outputs_are_read_from_the_instance_stack_by_its_id(cfg, plan, tmp_path):
     model = model_for(cfg)
-    report = executor_for(model, cfg, tmp_path).deploy(plan.only(["rstudio-network"]))
+    report = executor_for(model, cfg, tmp_path).deploy(plan.only(["rstudio-dev-delegation"]))
     assert report.ok, messages(report)
     reads = [call.params for call in model.log if call.api == "describe_stacks"]
     assert reads and all(params["StackName"].startswith("arn:aws:cloudformation:") for params in reads)
@@ -191,38 +192,41 @@ def test_the_welcome_mail_runs_the_deployed_handler_against_ses(cfg, plan, tmp_p
 
 def test_a_certificate_waits_for_its_zone_to_be_delegated(cfg, plan, tmp_path):
     """ACM validates by DNS, which resolves only once the network account delegates the instance zone: the
-    instance StackSet comes after rstudio-network for this reason, and without it the certificate fails."""
+    instance StackSet comes after rstudio-dev-delegation for this reason, and without it the certificate fails."""
     model = model_for(cfg)
     alone = plan.only(["rstudio-dev"])
-    early = Plan({name: replace(node, depends_on=tuple(d for d in node.depends_on if d != "rstudio-network"))
-                  for name, node in alone.nodes.items() if name != "rstudio-network"}, alone.images)  # fmt: skip
+    assert "rstudio-dev-delegation" in alone.nodes["rstudio-dev"].depends_on
+    early = Plan({name: replace(node, depends_on=tuple(d for d in node.depends_on if d != "rstudio-dev-delegation"))
+                  for name, node in alone.nodes.items() if name != "rstudio-dev-delegation"}, alone.images)  # fmt: skip
     report = executor_for(model, cfg, tmp_path).deploy(early)
     [failure] = report.results["rstudio-dev"].failures
     assert any(e.startswith("Certificate (AWS::CertificateManager::Certificate) CREATE_FAILED") for e in failure.events)
 
 
-def test_r4_an_instance_leaves_the_config_while_the_network_override_still_names_it(cfg, plan, tmp_path):
-    """Retiring prod drops the ProdNameServers parameter from rstudio-network, whose live instance still carries that
-    override: the overrides are narrowed first, then the template is updated (CloudFormation refuses a stack update
-    with a parameter its template does not declare)."""
-    from generator.render import render_all
-    from stacksets.config import parse_config
-
+def test_r4_an_override_of_a_parameter_the_new_template_drops_is_narrowed_first(cfg, plan, tmp_path):
+    """A live instance overrides a parameter the new template no longer declares (here an older delegation template
+    that took its TTL per account): the overrides are narrowed first, then the template is updated (CloudFormation
+    refuses a stack update with a parameter its template does not declare)."""
+    current = plan.only(["rstudio-dev-delegation"])
+    node = current.nodes["rstudio-dev-delegation"]
+    ttl = "  Ttl:\n    Default: '3600'\n    Type: String\n"
+    body = node.template_body.replace("Parameters:\n", "Parameters:\n" + ttl, 1)
+    network = (cfg.accounts.network, cfg.default_region)
+    older = replace(node, template_body=body, template_sha256=hashlib.sha256(body.encode()).hexdigest(),
+                    declared=tuple(sorted(declared_parameters(body).items())),
+                    overrides=(Override(*network, (("Ttl", "300"),)),))  # fmt: skip
     model = model_for(cfg)
-    assert executor_for(model, cfg, tmp_path).deploy(plan.only(["rstudio-network"])).ok
-    data = cfg.model_dump(mode="json", exclude_none=True)
-    del data["instances"]["prod"]
-    smaller = parse_config(data)
-    templates = tmp_path / "templates"
-    templates.mkdir()
-    for name, body in render_all(smaller).templates.items():
-        (templates / name).write_bytes(body)
-    retired = build_plan(smaller, templates).only(["rstudio-network"])
-    report = executor_for(model, smaller, tmp_path).deploy(retired)
+    assert executor_for(model, cfg, tmp_path).deploy(Plan({**current.nodes, older.name: older})).ok
+    [delegation] = [s for (_, _, name), s in model.world.stacksets.sets.items() if name == "rstudio-dev-delegation"]
+    assert delegation.instances[network].overrides == {"Ttl": "300"}
+
+    report = executor_for(model, cfg, tmp_path).deploy(current)
     assert report.ok, messages(report)
-    [network] = [s for (_, _, name), s in model.world.stacksets.sets.items() if name == "rstudio-network"]
-    [instance] = network.instances.values()
-    assert set(instance.overrides) == {"DevNameServers"} and instance.stack.status == "UPDATE_COMPLETE"
+    [instance] = delegation.instances.values()
+    assert instance.overrides == {} and instance.stack.status == "UPDATE_COMPLETE"
+    assert "Ttl" not in instance.stack.parameters
+    writes = [call.api for call in model.log if call.api in ("update_stack_instances", "update_stack_set")]
+    assert writes[-2:] == ["update_stack_instances", "update_stack_set"]
 
 
 def test_the_example_config_deploys_when_creation_order_follows_only_references(cfg, tmp_path):

@@ -10,8 +10,9 @@ def test_mermaid_has_every_node_and_edge(cfg):
     text = mermaid(plan)
     assert text.startswith("graph LR\n")
     edges = sum(len(step.depends_on) for step in plan.steps().values())
-    assert text.count(" --> ") == edges == 17
-    assert "rstudio_prod_zone --> rstudio_network" in text
+    assert text.count(" --> ") == edges == 24
+    assert "rstudio_prod_zone --> rstudio_prod_delegation" in text and "rstudio_dev_zone --> rstudio_prod" not in text
+    assert "rstudio_prod_storage --> rstudio_prod" in text and "rstudio_logs --> rstudio_dev" in text
     assert all(name.replace("-", "_") + '["' in text for name in plan.steps())
     # the image step between central and the instances, labelled with its images and where they go
     assert "rstudio_central --> rstudio_images" in text and "rstudio_images --> rstudio_dev" in text
@@ -22,4 +23,5 @@ def test_dot_is_stable_and_complete(cfg):
     plan = build_plan(cfg, TEMPLATES)
     assert dot(plan) == dot(build_plan(cfg, TEMPLATES))
     assert '"rstudio-data" -> "rstudio-prod-data";' in dot(plan)
-    assert dot(plan).count(" -> ") == 17
+    assert '"rstudio-dev-delegation" -> "rstudio-dev";' in dot(plan)
+    assert dot(plan).count(" -> ") == 24

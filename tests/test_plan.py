@@ -1,4 +1,5 @@
-"""The plan is pure data: dependency order, targets, output-fed overrides, reversal and cycles."""
+"""The plan is pure data: dependency order, targets, output-fed parameters, reversal, what destroy keeps, and
+cycles."""
 
 from __future__ import annotations
 
@@ -24,16 +25,35 @@ def plan(cfg):
 def test_waves_follow_the_design(plan):
     assert plan.waves() == [
         ["rstudio-bootstrap"],
-        ["rstudio-central", "rstudio-data", "rstudio-dev-zone", "rstudio-prod-zone"],
-        ["rstudio-dev-data", "rstudio-images", "rstudio-network", "rstudio-prod-data"],
+        ["rstudio-central", "rstudio-data", "rstudio-dev-storage", "rstudio-dev-zone", "rstudio-logs",
+         "rstudio-prod-storage", "rstudio-prod-zone"],
+        ["rstudio-dev-data", "rstudio-dev-delegation", "rstudio-images", "rstudio-prod-data",
+         "rstudio-prod-delegation"],
         ["rstudio-dev", "rstudio-prod"],
-    ]
+    ]  # fmt: skip
 
 
-def test_instance_waits_for_its_zone_the_network_its_data_and_the_images(plan):
+def test_instance_waits_for_its_zone_delegation_data_storage_the_logs_policy_and_the_images(plan):
     assert plan.nodes["rstudio-prod"].depends_on == (
-        "rstudio-images", "rstudio-network", "rstudio-prod-data", "rstudio-prod-zone",
+        "rstudio-images", "rstudio-logs", "rstudio-prod-data", "rstudio-prod-delegation", "rstudio-prod-storage",
+        "rstudio-prod-zone",
     )  # fmt: skip
+    assert plan.nodes["rstudio-prod-delegation"].depends_on == ("rstudio-prod-zone",)
+    assert plan.nodes["rstudio-prod-storage"].depends_on == ("rstudio-bootstrap",)
+    assert plan.nodes["rstudio-logs"].depends_on == ("rstudio-bootstrap",)
+
+
+def test_placement_of_the_per_instance_and_logs_stacksets(plan, cfg):
+    for instance, account in (("dev", "555555555555"), ("prod", "666666666666")):
+        for name in (f"rstudio-{instance}-zone", f"rstudio-{instance}-storage", f"rstudio-{instance}"):
+            assert plan.nodes[name].targets.accounts == (account,), name
+            assert plan.nodes[name].targets.regions == (cfg.region_of(instance),), name
+        delegation = plan.nodes[f"rstudio-{instance}-delegation"].targets
+        assert (delegation.accounts, delegation.regions) == ((cfg.accounts.network,), (cfg.default_region,))
+        data = plan.nodes[f"rstudio-{instance}-data"].targets
+        assert (data.accounts, data.regions) == ((cfg.accounts.data,), (cfg.default_region,))
+    logs = plan.nodes["rstudio-logs"].targets
+    assert logs.accounts == ("555555555555", "666666666666") and logs.regions == ("eu-west-1",)
 
 
 def test_image_step_sits_between_central_and_every_instance(plan, cfg):
@@ -103,8 +123,9 @@ def test_only_an_instance_pulls_in_the_image_step_and_central(plan):
     only = plan.only(["rstudio-dev"])
     assert only.images == plan.images
     assert {"rstudio-central", "rstudio-bootstrap"} <= set(only.nodes)
-    assert only.waves()[-2:] == [["rstudio-dev-data", "rstudio-images", "rstudio-network"], ["rstudio-dev"]]
-    assert plan.only(["rstudio-network"]).images is None
+    assert only.waves()[-2:] == [["rstudio-dev-data", "rstudio-dev-delegation", "rstudio-images"], ["rstudio-dev"]]
+    assert not {name for name in only.nodes if name.startswith("rstudio-prod")}  # nothing of the other instance
+    assert plan.only(["rstudio-dev-delegation"]).images is None
     assert sorted(plan.only(["rstudio-images"]).steps()) == ["rstudio-bootstrap", "rstudio-central", "rstudio-images"]
 
 
@@ -118,25 +139,58 @@ def test_without_images_keeps_the_order_between_stacksets(plan):
     stacksets = plan.without_images()
     assert stacksets.images is None and stacksets.nodes.keys() == plan.nodes.keys()
     assert stacksets.nodes["rstudio-dev"].depends_on == (
-        "rstudio-central", "rstudio-dev-data", "rstudio-dev-zone", "rstudio-network",
+        "rstudio-central", "rstudio-dev-data", "rstudio-dev-delegation", "rstudio-dev-storage", "rstudio-dev-zone",
+        "rstudio-logs",
     )  # fmt: skip
 
 
-def test_network_name_servers_come_from_each_zone_stack_in_its_account(plan, cfg):
-    [override] = plan.nodes["rstudio-network"].overrides
-    assert (override.account, override.region) == (cfg.accounts.network, cfg.default_region)
-    assert dict(override.parameters) == {
-        "DevNameServers": OutputRef("rstudio-dev-zone", "NameServers", "555555555555", "eu-west-1"),
-        "ProdNameServers": OutputRef("rstudio-prod-zone", "NameServers", "666666666666", "eu-west-1"),
-    }
+def test_each_delegation_takes_the_name_servers_of_its_zone_stack_in_its_account(plan, cfg):
+    for instance, account in (("dev", "555555555555"), ("prod", "666666666666")):
+        node = plan.nodes[f"rstudio-{instance}-delegation"]
+        assert node.overrides == ()
+        assert dict(node.parameters) == {
+            "NameServers": OutputRef(f"rstudio-{instance}-zone", "NameServers", account, cfg.region_of(instance))}
 
 
-def test_every_parameter_the_network_template_declares_is_fed(plan):
-    node = plan.nodes["rstudio-network"]
-    fed = {key for override in node.overrides for key, _ in override.parameters}
-    declared = {line.strip().rstrip(":") for line in node.template_body.split("Resources:")[0].splitlines()
-                if line.startswith("  ") and not line.startswith("   ") and line.strip().endswith("NameServers:")}
-    assert declared and fed == declared
+def test_the_compute_takes_the_storage_outputs_of_its_instance(plan, cfg):
+    for instance, account, bastion in (("dev", "555555555555", False), ("prod", "666666666666", True)):
+        storage = f"rstudio-{instance}-storage"
+        outputs = ["InstanceKeyArn", "FileSystemId", "PasswordSecretArns", "CookieKeySecretArns"] + \
+            (["BastionKeySecretArn"] if bastion else [])  # fmt: skip
+        assert cfg.instances[instance].bastion.enabled is bastion
+        assert dict(plan.nodes[f"rstudio-{instance}"].parameters) == {
+            output: OutputRef(storage, output, account, cfg.region_of(instance)) for output in outputs}
+
+
+@pytest.mark.parametrize("name", ["rstudio-dev-delegation", "rstudio-prod-delegation", "rstudio-dev", "rstudio-prod"])
+def test_every_parameter_a_template_declares_without_a_default_is_fed(plan, name):
+    node = plan.nodes[name]
+    fed = {key for key, _ in node.parameters} | {key for override in node.overrides for key, _ in override.parameters}
+    required = {key for key, declared in node.declared if declared.default is None}
+    assert required and fed == required
+
+
+def test_destroy_keeps_what_holds_data_and_what_it_stands_on(plan):
+    data = {name for name, node in plan.nodes.items() if node.keeps_data}
+    assert data == {"rstudio-central", "rstudio-data", "rstudio-dev-zone", "rstudio-prod-zone", "rstudio-dev-data",
+                    "rstudio-prod-data", "rstudio-dev-storage", "rstudio-prod-storage"}  # fmt: skip
+    compute = plan.compute()
+    assert sorted(compute.nodes) == ["rstudio-dev", "rstudio-dev-delegation", "rstudio-logs", "rstudio-prod",
+                                     "rstudio-prod-delegation"]  # fmt: skip
+    assert plan.kept() == sorted(data | {"rstudio-bootstrap"})  # the storage StackSets stand on the bootstrap
+    assert set(compute.nodes) | set(plan.kept()) == set(plan.nodes)
+    assert compute.reversed().waves() == [["rstudio-dev", "rstudio-prod"],
+                                          ["rstudio-dev-delegation", "rstudio-logs", "rstudio-prod-delegation"]]
+
+
+def test_compute_of_a_narrowed_plan_keeps_what_holds_data(plan):
+    """destroy --only: the narrowed plan lacks what its steps stand on (the bootstrap), which is not for it to keep."""
+    storage = plan.with_dependents(["rstudio-dev-storage"])
+    assert sorted(storage.compute().nodes) == ["rstudio-dev"] and storage.kept() == ["rstudio-dev-storage"]
+    zone = plan.with_dependents(["rstudio-dev-zone"])
+    assert sorted(zone.compute().nodes) == ["rstudio-dev", "rstudio-dev-delegation"]
+    assert zone.kept() == ["rstudio-dev-zone"]
+    assert plan.with_dependents(["rstudio-dev"]).kept() == []
 
 
 def test_service_managed_targets_filter_the_bootstrap_ous_down_to_one_account(plan, cfg):
@@ -162,7 +216,7 @@ def test_self_managed_bootstrap_targets_every_account_the_config_names(example_d
 
 def test_large_templates_are_marked_for_s3(plan):
     assert plan.nodes["rstudio-prod"].needs_s3
-    assert not plan.nodes["rstudio-network"].needs_s3
+    assert not plan.nodes["rstudio-prod-delegation"].needs_s3
 
 
 def test_template_hash_is_the_committed_bytes(plan):
@@ -184,10 +238,10 @@ def test_reversed_plan_skips_the_image_step_but_central_still_waits_for_the_inst
 
 
 def test_only_pulls_in_dependencies(plan):
-    assert sorted(plan.only(["rstudio-network"]).nodes) == [
-        "rstudio-bootstrap", "rstudio-dev-zone", "rstudio-network", "rstudio-prod-zone",
+    assert sorted(plan.only(["rstudio-dev-delegation"]).nodes) == [
+        "rstudio-bootstrap", "rstudio-dev-delegation", "rstudio-dev-zone",
     ]  # fmt: skip
-    assert sorted(plan.only(["rstudio-network"], with_dependencies=False).nodes) == ["rstudio-network"]
+    assert sorted(plan.only(["rstudio-dev-delegation"], with_dependencies=False).nodes) == ["rstudio-dev-delegation"]
     with pytest.raises(PlanError, match="unknown StackSet"):
         plan.only(["rstudio-nope"])
 
@@ -225,6 +279,6 @@ def test_urgency_puts_what_most_steps_wait_for_first(cfg):
 
 def test_destroy_only_takes_what_depends_on_the_stackset_never_what_it_depends_on(plan):
     zone = plan.with_dependents(["rstudio-dev-zone"])
-    assert sorted(zone.nodes) == ["rstudio-dev", "rstudio-dev-zone", "rstudio-network", "rstudio-prod"]
+    assert sorted(zone.nodes) == ["rstudio-dev", "rstudio-dev-delegation", "rstudio-dev-zone"]  # not prod
     assert sorted(plan.with_dependents(["rstudio-dev"]).nodes) == ["rstudio-dev"]
     assert zone.images is None

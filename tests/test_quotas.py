@@ -10,7 +10,7 @@ from stacksets.quotas import quota_warnings
 
 def test_the_example_config_is_far_below_the_default_quotas(cfg: Config) -> None:
     names = naming.all_stackset_names(sorted(cfg.instances))
-    assert len(names) == 10  # 4 shared StackSets + 3 per instance (dev, prod)
+    assert len(names) == 14  # 4 shared StackSets + 5 per instance (dev, prod)
     assert quota_warnings(len(names), {name: 1 for name in names}) == []
 
 

@@ -18,6 +18,7 @@ from generator.render import (
     render_all,
     write,
 )
+from stacksets.naming import all_stackset_names
 from tests.conftest import ROOT
 
 
@@ -63,10 +64,13 @@ def test_template_over_the_limit_is_refused():
 def test_render_all_names_one_file_per_stackset(cfg):
     files = render_all(cfg).templates
     assert sorted(files) == sorted([
-        "rstudio-bootstrap.yaml", "rstudio-central.yaml", "rstudio-data.yaml", "rstudio-prod-delegation.yaml",
-        "rstudio-dev-zone.yaml", "rstudio-dev-data.yaml", "rstudio-dev.yaml",
-        "rstudio-prod-zone.yaml", "rstudio-prod-data.yaml", "rstudio-prod.yaml",
+        "rstudio-bootstrap.yaml", "rstudio-central.yaml", "rstudio-data.yaml", "rstudio-logs.yaml",
+        "rstudio-dev-zone.yaml", "rstudio-dev-delegation.yaml", "rstudio-dev-data.yaml", "rstudio-dev-storage.yaml",
+        "rstudio-dev.yaml",
+        "rstudio-prod-zone.yaml", "rstudio-prod-delegation.yaml", "rstudio-prod-data.yaml", "rstudio-prod-storage.yaml",
+        "rstudio-prod.yaml",
     ])  # fmt: skip
+    assert sorted(files) == sorted(f"{name}.yaml" for name in all_stackset_names(sorted(cfg.instances)))
     assert render_all(cfg).templates == files
 
 

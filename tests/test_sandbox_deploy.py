@@ -61,18 +61,20 @@ def test_images_are_built_before_the_instances_start(rollout):
     assert len(built) == 3 and max(entry.end for entry in built) <= min(entry.start for entry in instances)
 
 
-def test_network_delegation_carries_each_zone_name_servers(rollout, cfg):
+def test_each_delegation_carries_its_zone_name_servers(rollout, cfg):
     state, _, _ = rollout
     with Sandbox(cfg, state_dir=state) as sandbox:
-        network = sandbox.model.world.stacksets.sets[(sandbox.model.world.organization.management_account,
-                                                      cfg.default_region, "rstudio-network")]
-        zones = {name: s for (_, _, name), s in sandbox.model.world.stacksets.sets.items() if name.endswith("-zone")}
-    [instance] = network.instances.values()
-    for name, zone in zones.items():
-        [zone_instance] = zone.instances.values()
-        key = name.removeprefix("rstudio-").removesuffix("-zone").capitalize() + "NameServers"
-        assert instance.overrides[key] == zone_instance.stack.outputs["NameServers"]
-    assert len({i.overrides[k] for i in [instance] for k in instance.overrides}) == 2
+        sets = {name: s for (_, _, name), s in sandbox.model.world.stacksets.sets.items()}
+    delegated = set()
+    for instance in cfg.instances:
+        [(place, delegation)] = sets[f"rstudio-{instance}-delegation"].instances.items()
+        [zone] = sets[f"rstudio-{instance}-zone"].instances.values()
+        assert place == (cfg.accounts.network, cfg.default_region)
+        name_servers = zone.stack.outputs["NameServers"]
+        assert delegation.stack.parameters["NameServers"] == name_servers and delegation.overrides == {}
+        assert delegation.stack.resources["Delegation"].properties["ResourceRecords"] == name_servers.split(",")
+        delegated.add(name_servers)
+    assert len(delegated) == len(cfg.instances) == 2
 
 
 def test_a_second_deploy_of_the_same_plan_changes_nothing(rollout, cfg):
