@@ -158,12 +158,12 @@ def add_waf_logging(t: Template, cfg: Config, instance: str, acl: WebACL, key: P
     t.add_resource(LoggingConfiguration(
         "WafLogging",
         ResourceArn=GetAtt(acl, "Arn"),
-        # The log group's Arn attribute ends in ":*", which WAF rejects; the plain ARN, from its generated name.
+        # The log group's Arn attribute ends in ":*", which WAF rejects; the plain ARN, from its generated name (the
+        # Ref is also the dependency).
         LogDestinationConfigs=[Sub("arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:${Group}",
                                    Group=Ref(log_group))],
         LoggingFilter=LoggingFilter(DefaultBehavior="DROP", Filters=[keep]),
         RedactedFields=[LoggingConfigurationFieldToMatch(SingleHeader=SingleHeader(Name=header))
                         for header in REDACTED_HEADERS],
-        DependsOn=[log_group.title],
     ))  # fmt: skip
     return log_group
