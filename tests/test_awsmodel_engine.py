@@ -183,16 +183,31 @@ def test_eleventh_logs_resource_policy_in_an_account_and_region_fails():
     assert engine.create("other", ACCOUNT, "us-east-1", template, {}).status == "CREATE_COMPLETE"
 
 
-# With quota 10 the rollback cannot delete the ALB created before the Lambda (deletion protection): ROLLBACK_FAILED.
-@pytest.mark.parametrize(("quota", "status"), [(10, "ROLLBACK_FAILED"), (1000, "CREATE_COMPLETE")])
-def test_lambda_reservations_against_the_account_quota(quota, status):
+RESERVING = """
+Resources:
+  Role: {Type: AWS::IAM::Role, Properties: {AssumeRolePolicyDocument: {}}}
+  Fn:
+    Type: AWS::Lambda::Function
+    Properties: {Role: !GetAtt Role.Arn, Runtime: python3.12, Handler: index.handler, Code: {ZipFile: x},
+                 ReservedConcurrentExecutions: %d}
+"""
+
+
+@pytest.mark.parametrize(("quota", "reserved", "status"), [(10, 1, "ROLLBACK_COMPLETE"), (1000, 900, "CREATE_COMPLETE"),
+                                                          (1000, 901, "ROLLBACK_COMPLETE")])  # fmt: skip
+def test_lambda_reservations_against_the_account_quota(quota, reserved, status):
     engine = StackEngine(DefaultEnvironment(quotas={"lambda_concurrent_executions": quota}))
-    for name in ("rstudio-dev-zone", "rstudio-prod-zone"):
-        engine.create(name, ACCOUNT, REGION, body(name), {})
-    stack = engine.create("rstudio-prod", ACCOUNT, REGION, body("rstudio-prod"), {})
+    stack = engine.create("reserving", ACCOUNT, REGION, RESERVING % reserved, {})
     assert stack.status == status
-    if quota == 10:
-        assert any("below its minimum value of [10]" in e.reason for e in stack.events)
+    if status == "ROLLBACK_COMPLETE":
+        assert any(f"below its minimum value of [{min(quota, 100)}]" in e.reason for e in stack.events)
+
+
+def test_reservations_of_earlier_stacks_count_against_the_same_account_and_region():
+    engine = StackEngine(DefaultEnvironment())
+    assert engine.create("first", ACCOUNT, REGION, RESERVING % 500, {}).status == "CREATE_COMPLETE"
+    assert engine.create("second", ACCOUNT, REGION, RESERVING % 500, {}).status == "ROLLBACK_COMPLETE"
+    assert engine.create("elsewhere", ACCOUNT, "us-east-1", RESERVING % 500, {}).status == "CREATE_COMPLETE"
 
 
 RACY_NETWORK = """
