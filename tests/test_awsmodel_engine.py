@@ -14,6 +14,8 @@ ACCOUNT, REGION = "111111111111", "eu-west-1"
 BEFORE_INSTANCES = ["rstudio-bootstrap", "rstudio-central", "rstudio-data", "rstudio-dev-zone", "rstudio-prod-zone",
                     "rstudio-dev-data", "rstudio-prod-data"]
 INTRINSIC = re.compile(r"Fn::|\bRef\b|\$\{")
+# What the welcome function answers when every mail went out (its handler runs under AwsModel, not here).
+WELCOME_MAIL_SENT = {"WelcomeEmail": {"Undelivered": "{}"}}
 
 
 def body(name: str) -> str:
@@ -33,7 +35,7 @@ def world(engine: StackEngine) -> dict[str, object]:
 
 @pytest.fixture(scope="module")
 def committed() -> dict[str, object]:
-    return world(StackEngine(DefaultEnvironment()))
+    return world(StackEngine(DefaultEnvironment(custom_data=WELCOME_MAIL_SENT)))
 
 
 def test_every_committed_template_creates_with_string_outputs(committed):
@@ -162,7 +164,7 @@ def test_names_are_unique_per_account_and_region_but_buckets_per_partition():
 
 
 def test_alb_deletion_protection_fails_the_delete_but_the_rest_proceeds(committed):
-    engine = StackEngine(DefaultEnvironment())
+    engine = StackEngine(DefaultEnvironment(custom_data=WELCOME_MAIL_SENT))
     stacks = world(engine)
     dev = stacks["rstudio-dev"]
     engine.delete(dev)
@@ -241,7 +243,7 @@ def test_strict_order_fails_what_does_not_wait_for_the_gateway_attachment_and_la
 
 
 def test_the_committed_instance_templates_wait_for_the_gateway_attachment():
-    strict = StackEngine(DefaultEnvironment(strict_creation_order=True))
+    strict = StackEngine(DefaultEnvironment(strict_creation_order=True, custom_data=WELCOME_MAIL_SENT))
     for name in ("rstudio-dev-zone", "rstudio-dev", "rstudio-prod-zone", "rstudio-prod"):
         stack = strict.create(name, ACCOUNT, REGION, body(name), {})
         assert stack.status == "CREATE_COMPLETE" and not stack.warnings, (name, stack.status_reason)
@@ -305,7 +307,7 @@ def test_update_of_a_rolled_back_stack_is_refused():
 
 
 def test_the_world_pickles_and_rules_name_their_sources(committed):
-    engine = StackEngine(DefaultEnvironment())
+    engine = StackEngine(DefaultEnvironment(custom_data=WELCOME_MAIL_SENT))
     world(engine)
     restored = pickle.loads(pickle.dumps(engine))
     assert len(restored.registry.stacks) == len(committed)

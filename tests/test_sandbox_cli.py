@@ -3,6 +3,7 @@ commands, faults from the scenario, quotas warned about before anything is writt
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -57,6 +58,18 @@ def test_plan_warns_before_a_default_quota_is_crossed_and_aws_refuses_past_it(wo
                           "administrator account' (8); request an increase")  # fmt: skip
     assert deploy.main(["deploy", "--sandbox", "--yes", "--scenario", str(low)]) == 1
     assert "LimitExceededException" in capsys.readouterr().out
+
+
+def test_an_unverified_welcome_mail_recipient_is_named_and_the_instance_deploys(workdir, capsys):
+    scenario = ["--scenario", str(SCENARIOS / "unverified-email.yaml")]
+    assert deploy.main(["deploy", "--sandbox", "--yes", *scenario]) == 0
+    out = capsys.readouterr().out
+    assert "welcome e-mail not sent in 666666666666/eu-west-1 (the instance is deployed without it):" in out
+    assert "  chen <chen.wei@example.com>: MessageRejected: Email address is not verified." in out
+    resend = re.search(r"aws lambda invoke --region eu-west-1 --function-name (\S+) .*--cli-read-timeout 150 "
+                       r"--payload '\{\"resend\": \[\"chen\"\]\}' /dev/stdout", out)  # fmt: skip
+    assert resend and "WelcomeEmailFunction" in resend[1]
+    assert "rstudio-prod                 SUCCEEDED" in out
 
 
 def test_a_failed_create_is_reported_and_the_next_deploy_retries_it(workdir, capsys):
