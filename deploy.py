@@ -282,6 +282,7 @@ def cmd_deploy(args: argparse.Namespace, cfg: Config) -> int:
         if not any(diff.changed for diff in diffs):
             print("nothing to change")
             return EXIT_OK
+        _preflight(args, cfg, aws, diffs)
         if not _confirm(args, "deploy these changes"):
             print("nothing deployed")
             return EXIT_FAILED
@@ -294,6 +295,20 @@ def cmd_deploy(args: argparse.Namespace, cfg: Config) -> int:
         if args.sandbox:
             return _rerun(executor, plan)
         return EXIT_OK
+
+
+def _preflight(args: argparse.Namespace, cfg: Config, aws: Aws, diffs: list[Any]) -> None:
+    """Before the first write: what would keep welcome e-mails from going out stops the deploy (PreflightFailed)
+    unless --ignore-preflight says to go on."""
+    from stacksets.preflight import PreflightFailed, before_deploy
+
+    found = before_deploy(aws.clients, cfg, diffs)
+    for note in found.notes:
+        print(f"preflight: {note}", file=sys.stderr)
+    if found.problems and not args.ignore_preflight:
+        raise PreflightFailed(found.problems)
+    for problem in found.problems:
+        print(f"warning: --ignore-preflight: {problem}", file=sys.stderr)
 
 
 def _rerun(executor: Any, plan: Any) -> int:
@@ -474,6 +489,9 @@ def build_parser() -> argparse.ArgumentParser:
             command.add_argument("--json", action="store_true", help="machine-readable output")
         if name == "deploy":
             command.add_argument("--prune", action="store_true", help="also delete instances the config no longer has")
+            command.add_argument("--ignore-preflight", action="store_true",
+                                 help="deploy although the preflight (SES identities of the welcome e-mails) found "
+                                      "problems; the instances then deploy without those mails")  # fmt: skip
 
     images = commands.add_parser("images", parents=[common, templates, container, aws, changes, stale],
                                  help=cmd_images.__doc__, description=cmd_images.__doc__)  # fmt: skip
