@@ -150,5 +150,7 @@ def test_an_unreadable_account_is_a_problem_unless_the_deploy_brings_the_reader_
     bootstrapping = before_deploy(StatusReader({}, denied), cfg, [diff("rstudio-bootstrap", True),
                                                                   diff("rstudio-prod", True)])  # fmt: skip
     assert bootstrapping.problems == [] and len(bootstrapping.notes) == 1
-    assert "rstudio-bootstrap, which this deploy creates or updates first, brings the reader role" in \
-        bootstrapping.notes[0]
+    assert (
+        "rstudio-bootstrap, which this deploy creates or updates first, brings the reader role"
+        in bootstrapping.notes[0]
+    )

@@ -92,21 +92,24 @@ def test_deploy_stops_before_the_first_write_when_the_preflight_finds_an_unverif
     assert deploy.main(["deploy", "--sandbox", "--sandbox-state", "none", "--yes"]) == 2
     err = capsys.readouterr().err
     assert bootstrapped.mutating_calls() == writes
-    assert "\nerror: preflight found 1 problem(s), so nothing was deployed:\n  - rstudio-admin@example.com " \
-           "(instances.prod.welcome_email.sender) is not a verified SES identity in account 666666666666 " \
-           "(eu-west-1): the sender must be verified" in err
+    assert (
+        "\nerror: preflight found 1 problem(s), so nothing was deployed:\n  - rstudio-admin@example.com "
+        "(instances.prod.welcome_email.sender) is not a verified SES identity in account 666666666666 "
+        "(eu-west-1): the sender must be verified" in err
+    )
     assert "The instances would deploy without these welcome e-mails" in err and "--ignore-preflight" in err
 
 
 def test_ignore_preflight_deploys_and_names_every_mail_the_sender_could_not_send(bootstrapped, capsys):
     assert deploy.main(["deploy", "--sandbox", "--sandbox-state", "none", "--yes", "--ignore-preflight"]) == 0
     captured = capsys.readouterr()
-    assert "warning: --ignore-preflight: rstudio-admin@example.com (instances.prod.welcome_email.sender)" in \
-        captured.err
+    assert (
+        "warning: --ignore-preflight: rstudio-admin@example.com (instances.prod.welcome_email.sender)" in captured.err
+    )
     assert "rstudio-prod                 SUCCEEDED" in captured.out
     for user, address in (("alice", "alice@example.com"), ("bob", "bob@example.com"), ("chen", "chen.wei@example.com")):
         assert f"  {user} <{address}>: MessageRejected: " in captured.out
-    assert "--payload '{\"resend\": [\"alice\", \"bob\", \"chen\"]}'" in captured.out
+    assert '--payload \'{"resend": ["alice", "bob", "chen"]}\'' in captured.out
 
 
 def test_a_first_deploy_notes_what_it_cannot_check_yet_and_goes_on(workdir, capsys):

@@ -46,7 +46,7 @@ def run_custom_resource(model: AwsModel, stack: Any, logical_id: str, resource_t
     if not code or not role:
         return False, {}, f"custom resource {logical_id}: its function has no inline code or role the model can run"
     responses: list[dict[str, Any]] = []
-    variables = ((function.properties.get("Environment") or {}).get("Variables") or {})
+    variables = (function.properties.get("Environment") or {}).get("Variables") or {}
     environ = {**{k: str(v) for k, v in variables.items()}, "AWS_REGION": stack.region,
                "AWS_DEFAULT_REGION": stack.region}  # fmt: skip
     namespace: dict[str, Any] = {"__name__": "handler",
