@@ -289,6 +289,7 @@ def cmd_deploy(args: argparse.Namespace, cfg: Config) -> int:
         if not any(diff.changed for diff in diffs) and not pruning:
             print("nothing to change")
             return EXIT_OK
+        _preflight(args, cfg, aws, diffs)
         if not _confirm(args, "deploy these changes"):
             print("nothing deployed")
             return EXIT_FAILED
@@ -307,6 +308,20 @@ def cmd_deploy(args: argparse.Namespace, cfg: Config) -> int:
         if args.sandbox:
             return _rerun(executor, plan)
         return EXIT_OK
+
+
+def _preflight(args: argparse.Namespace, cfg: Config, aws: Aws, diffs: list[Any]) -> None:
+    """Before the first write: what would keep welcome e-mails from going out stops the deploy (PreflightFailed)
+    unless --ignore-preflight says to go on."""
+    from stacksets.preflight import PreflightFailed, before_deploy
+
+    found = before_deploy(aws.clients, cfg, diffs)
+    for note in found.notes:
+        print(f"preflight: {note}", file=sys.stderr)
+    if found.problems and not args.ignore_preflight:
+        raise PreflightFailed(found.problems)
+    for problem in found.problems:
+        print(f"warning: --ignore-preflight: {problem}", file=sys.stderr)
 
 
 def _rerun(executor: Any, plan: Any) -> int:
@@ -499,6 +514,9 @@ def build_parser() -> argparse.ArgumentParser:
             command.add_argument("--prune", action="store_true",
                                  help="also delete instances the config no longer has, and the compute StackSets of "
                                       "retired instances (their data is kept)")  # fmt: skip
+            command.add_argument("--ignore-preflight", action="store_true",
+                                 help="deploy although the preflight (SES identities of the welcome e-mails) found "
+                                      "problems; the instances then deploy without those mails")  # fmt: skip
         if name == "destroy":
             command.add_argument("--data", action="store_true",
                                  help="also delete the StackSets that hold data (storage, zones, buckets, image "

@@ -466,7 +466,9 @@ class ShinyAutoscaling(Model):
 
 class Shiny(Model):
     replicas: int = Field(default=2, ge=1, le=50)
-    """Tasks started at deploy time; autoscaling then moves between min and max."""
+    """Must lie between autoscaling.min and max, but sets no task count: Shiny is always autoscaled, so the
+    templates leave the count to the scalable target (a new service starts at autoscaling.min, and a stack update
+    keeps whatever count the policies chose)."""
     cpu: int = Field(default=1024, ge=256)
     memory: int = Field(default=4096, ge=512)
     autoscaling: ShinyAutoscaling = ShinyAutoscaling()

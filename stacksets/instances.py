@@ -1,15 +1,17 @@
 """What the reader role sees of a StackSet's instance stacks in the target accounts: why an instance failed (with
-its first failing events), its outputs and its drifted resources."""
+its first failing events), its outputs, the welcome e-mails it could not send, and its drifted resources."""
 
 from __future__ import annotations
 
+import json
 from typing import Any, Iterable
 
 from botocore.exceptions import ClientError
 
 from stacksets.aws import AwsError
 from stacksets.calls import call, pages
-from stacksets.results import InstanceFailure
+from stacksets.naming import WELCOME_MAIL_FUNCTION, WELCOME_MAIL_UNDELIVERED
+from stacksets.results import InstanceFailure, UndeliveredMail
 from stacksets.run import Run
 from stacksets.stackset_api import StackSetApi
 
@@ -73,3 +75,33 @@ class InstanceViews:
         if stack.get("StackStatus") not in COMPLETE_STACK_STATES:
             return None
         return {o["OutputKey"]: o.get("OutputValue", "") for o in (stack.get("Outputs") or [])}
+
+    def mail_outputs(self, instances: list[dict[str, Any]], pairs: Iterable[tuple[str, str]]) -> dict[
+            tuple[str, str], dict[str, str]]:  # fmt: skip
+        """The outputs of those instances' stacks that report welcome e-mail, by (account, region)."""
+        wanted, found = set(pairs), {}
+        for instance in instances:
+            pair = (instance["Account"], instance["Region"])
+            if pair not in wanted:
+                continue
+            try:
+                outputs = self.outputs(instance)
+            except (AwsError, ClientError):
+                outputs = None  # unread before the deploy: its mail counts as new; unread after: nothing to say
+            if outputs is not None and WELCOME_MAIL_UNDELIVERED in outputs:
+                found[pair] = outputs
+        return found
+
+
+def undelivered_mail(pair: tuple[str, str], outputs: dict[str, str]) -> UndeliveredMail | None:
+    """What an instance stack's WelcomeMailUndelivered output (JSON, reason -> {user: address}) says was not mailed."""
+    text = outputs.get(WELCOME_MAIL_UNDELIVERED, "")
+    try:
+        by_reason = json.loads(text or "{}")
+        rows = [(user, address, why) for why, users in by_reason.items() for user, address in users.items()]
+        rows += [("", "", why) for why, users in by_reason.items() if not users]  # a count, when too many failed
+    except (ValueError, AttributeError):
+        rows = [("", "", text)]
+    if not rows:
+        return None
+    return UndeliveredMail(pair[0], pair[1], outputs.get(WELCOME_MAIL_FUNCTION, ""), tuple(sorted(rows)))

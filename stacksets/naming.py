@@ -28,6 +28,10 @@ DOCKER_HUB_SECRET = f"{PREFIX}/central/docker-hub"
 # The instance template's switch for its load balancer's deletion protection: on by default, and turned off by
 # `deploy.py destroy` (a StackSet update) as the first step of removing an instance.
 DELETION_PROTECTION_PARAMETER = "LoadBalancerDeletionProtection"
+# The instance template's outputs that `deploy` reads after an instance changed: the welcome e-mails that did not go
+# out (JSON, reason -> {user: address}) and the function that resends them.
+WELCOME_MAIL_UNDELIVERED = "WelcomeMailUndelivered"
+WELCOME_MAIL_FUNCTION = "WelcomeMailFunction"
 
 
 def image_build_bucket(central_account: str, region: str) -> str:

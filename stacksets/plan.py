@@ -360,6 +360,11 @@ def declared_parameters(body: str) -> dict[str, DeclaredParameter]:
             for key, spec in declared.items()}  # fmt: skip
 
 
+def declared_outputs(body: str) -> set[str]:
+    """The names of the template's outputs."""
+    return set(_read_template(body)[1].get("Outputs") or {})
+
+
 def _targets(cfg: Config, accounts: Iterable[str], regions: Iterable[str]) -> Targets:
     """One account's StackSet. Service-managed StackSets can only target OUs, so they take the bootstrap OUs filtered
     down to the account (AccountFilterType INTERSECTION): the named accounts must live in those OUs."""

@@ -9,8 +9,12 @@ from typing import Any, Iterable
 from stacksets.awsmodel.scenario import Limits
 from stacksets.plan import Plan
 from stacksets.quotas import place_quota_warnings, quota_warnings
-from stacksets.results import Diff, ImageDiff, ImageOutcome, NodeDiff, Report, State, StatusRow
+from stacksets.results import Diff, ImageDiff, ImageOutcome, NodeDiff, Report, State, StatusRow, UndeliveredMail
 from stacksets.retire import Retired
+
+# The welcome function runs for up to 120 s; the AWS CLI gives up reading after 60 s and sends the invocation again,
+# which would mail the passwords twice.
+RESEND_READ_TIMEOUT_S = 150
 
 
 def _pairs(pairs: Iterable[tuple[str, str]]) -> str:
@@ -109,6 +113,8 @@ def summary_table(report: Report) -> str:
         for instance in result.drifted:
             lines.append(f"    drifted {instance.account}/{instance.region}: {', '.join(instance.resources)}")
         lines += [f"    {line}" for line in image_lines(result.images)]
+        for mail in result.mail:
+            lines += [f"    {line}" for line in mail_lines(mail)]
     calls = sum(report.calls.values())
     lines.append(f"{'ok' if report.ok else 'FAILED'} in {report.elapsed:.1f} s, {calls} create/update/delete call(s)")
     return "\n".join(lines) + "\n"
@@ -117,6 +123,18 @@ def summary_table(report: Report) -> str:
 def image_lines(outcomes: Iterable[ImageOutcome]) -> list[str]:
     """One line per image: its tag, whether it was there, built or simulated, and how long that took."""
     return [f"{o.image:8} {o.tag:26} {o.outcome:10} {o.seconds:6.1f} s  {o.build_id}".rstrip() for o in outcomes]
+
+
+def mail_lines(mail: UndeliveredMail) -> list[str]:
+    """Who got no welcome e-mail and why, and the command that mails them once the cause is fixed."""
+    lines = [f"welcome e-mail not sent in {mail.account}/{mail.region} (the instance is deployed without it):"]
+    lines += [f"  {f'{user} <{address}>: ' if user else ''}{why}" for user, address, why in mail.undelivered]
+    users = sorted({user for user, _, _ in mail.undelivered if user}) or ["<user>"]
+    payload = json.dumps({"resend": users})
+    lines += [f"  fix the cause (e.g. verify the address in SES), then resend as account {mail.account}:",
+              f"  aws lambda invoke --region {mail.region} --function-name {mail.function} --cli-binary-format "
+              f"raw-in-base64-out --cli-read-timeout {RESEND_READ_TIMEOUT_S} --payload '{payload}' /dev/stdout"]
+    return lines
 
 
 def retained_text(report: Report) -> str:

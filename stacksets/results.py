@@ -94,6 +94,16 @@ class DriftedInstance:
 
 
 @dataclass(frozen=True)
+class UndeliveredMail:
+    """Welcome e-mails an instance's stack did not send in this run: the instance is deployed all the same."""
+
+    account: str
+    region: str
+    function: str  # the welcome function, which resends when invoked with {"resend": [user, ...]}
+    undelivered: tuple[tuple[str, str, str], ...]  # (user, address, why); no user when only a count came back
+
+
+@dataclass(frozen=True)
 class ImageOutcome:
     image: str
     tag: str
@@ -112,6 +122,7 @@ class NodeResult:
     retained: list[tuple[str, str]] = field(default_factory=list)  # (resource type, logical id) kept by destroy
     drifted: list[DriftedInstance] = field(default_factory=list)
     images: list[ImageOutcome] = field(default_factory=list)  # the image step only
+    mail: list[UndeliveredMail] = field(default_factory=list)  # instance StackSets with welcome e-mail
 
 
 @dataclass(frozen=True)

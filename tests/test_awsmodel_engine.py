@@ -17,6 +17,8 @@ INSTANCES = ("dev", "prod")
 BEFORE_INSTANCES = ["rstudio-bootstrap", "rstudio-central", "rstudio-data", "rstudio-logs",
                     *(f"rstudio-{i}-{part}" for part in ("zone", "data", "storage") for i in INSTANCES)]
 INTRINSIC = re.compile(r"Fn::|\bRef\b|\$\{")
+# What the welcome function answers when every mail went out (its handler runs under AwsModel, not here).
+WELCOME_MAIL_SENT = {"WelcomeEmail": {"Undelivered": "{}"}}
 
 
 def body(name: str) -> str:
@@ -49,7 +51,7 @@ def world(engine: StackEngine) -> dict[str, object]:
 
 @pytest.fixture(scope="module")
 def committed() -> dict[str, object]:
-    return world(StackEngine(DefaultEnvironment()))
+    return world(StackEngine(DefaultEnvironment(custom_data=WELCOME_MAIL_SENT)))
 
 
 def test_every_committed_template_creates_with_string_outputs(committed):
@@ -182,7 +184,7 @@ def test_names_are_unique_per_account_and_region_but_buckets_per_partition():
 
 
 def test_alb_deletion_protection_fails_the_delete_but_the_rest_proceeds(committed):
-    engine = StackEngine(DefaultEnvironment())
+    engine = StackEngine(DefaultEnvironment(custom_data=WELCOME_MAIL_SENT))
     stacks = world(engine)
     dev = stacks["rstudio-dev"]
     engine.delete(dev)
@@ -203,24 +205,39 @@ def test_eleventh_logs_resource_policy_in_an_account_and_region_fails():
     assert engine.create("other", ACCOUNT, "us-east-1", template, {}).status == "CREATE_COMPLETE"
 
 
-# The function takes its secrets as parameters, so it is created (and with quota 10 fails) before the ALB exists.
-@pytest.mark.parametrize(("quota", "status"), [(10, "ROLLBACK_COMPLETE"), (1000, "CREATE_COMPLETE")])
-def test_lambda_reservations_against_the_account_quota(quota, status):
+RESERVING = """
+Resources:
+  Role: {Type: AWS::IAM::Role, Properties: {AssumeRolePolicyDocument: {}}}
+  Fn:
+    Type: AWS::Lambda::Function
+    Properties: {Role: !GetAtt Role.Arn, Runtime: python3.12, Handler: index.handler, Code: {ZipFile: x},
+                 ReservedConcurrentExecutions: %d}
+"""
+
+
+@pytest.mark.parametrize(("quota", "reserved", "status"), [(10, 1, "ROLLBACK_COMPLETE"), (1000, 900, "CREATE_COMPLETE"),
+                                                          (1000, 901, "ROLLBACK_COMPLETE")])  # fmt: skip
+def test_lambda_reservations_against_the_account_quota(quota, reserved, status):
     engine = StackEngine(DefaultEnvironment(quotas={"lambda_concurrent_executions": quota}))
-    for name in ("rstudio-dev-zone", "rstudio-prod-zone"):
-        engine.create(name, ACCOUNT, REGION, body(name), {})
-    stack = engine.create("rstudio-prod", ACCOUNT, REGION, body("rstudio-prod"), storage_for(engine, "prod"))
+    stack = engine.create("reserving", ACCOUNT, REGION, RESERVING % reserved, {})
     assert stack.status == status
-    if quota == 10:
-        assert any("below its minimum value of [10]" in e.reason for e in stack.events)
-        assert "LoadBalancer" not in {e.logical_id for e in stack.events}
+    if status == "ROLLBACK_COMPLETE":
+        assert any(f"below its minimum value of [{min(quota, 100)}]" in e.reason for e in stack.events)
+
+
+def test_reservations_of_earlier_stacks_count_against_the_same_account_and_region():
+    engine = StackEngine(DefaultEnvironment())
+    assert engine.create("first", ACCOUNT, REGION, RESERVING % 500, {}).status == "CREATE_COMPLETE"
+    assert engine.create("second", ACCOUNT, REGION, RESERVING % 500, {}).status == "ROLLBACK_COMPLETE"
+    assert engine.create("elsewhere", ACCOUNT, "us-east-1", RESERVING % 500, {}).status == "CREATE_COMPLETE"
 
 
 # What stacksets/actions/deploy.py creates new instances without: a failed first create whose rollback cannot delete
 # the ALB (deletion protection) ends ROLLBACK_FAILED, and its retry cannot start.
 @pytest.mark.parametrize(("protection", "status"), [("true", "ROLLBACK_FAILED"), ("false", "ROLLBACK_COMPLETE")])
 def test_a_failed_create_rolls_back_only_an_unprotected_load_balancer(protection, status):
-    engine = StackEngine(DefaultEnvironment(faults={"HttpsListener": [1, "Internal failure."]}))
+    engine = StackEngine(DefaultEnvironment(faults={"HttpsListener": [1, "Internal failure."]},
+                                            custom_data=WELCOME_MAIL_SENT))
     engine.create("rstudio-prod-zone", ACCOUNT, REGION, body("rstudio-prod-zone"), {})
     parameters = {**storage_for(engine, "prod"), "LoadBalancerDeletionProtection": protection}
     stack = engine.create("rstudio-prod", ACCOUNT, REGION, body("rstudio-prod"), parameters)
@@ -259,7 +276,7 @@ def test_strict_order_fails_what_does_not_wait_for_the_gateway_attachment_and_la
 
 
 def test_the_committed_instance_templates_wait_for_the_gateway_attachment():
-    strict = StackEngine(DefaultEnvironment(strict_creation_order=True))
+    strict = StackEngine(DefaultEnvironment(strict_creation_order=True, custom_data=WELCOME_MAIL_SENT))
     for i in INSTANCES:
         strict.create(f"rstudio-{i}-zone", ACCOUNT, REGION, body(f"rstudio-{i}-zone"), {})
         stack = strict.create(f"rstudio-{i}", ACCOUNT, REGION, body(f"rstudio-{i}"), storage_for(strict, i))
@@ -325,7 +342,7 @@ def test_update_of_a_rolled_back_stack_is_refused():
 
 
 def test_the_world_pickles_and_rules_name_their_sources(committed):
-    engine = StackEngine(DefaultEnvironment())
+    engine = StackEngine(DefaultEnvironment(custom_data=WELCOME_MAIL_SENT))
     world(engine)
     restored = pickle.loads(pickle.dumps(engine))
     assert len(restored.registry.stacks) == len(committed)

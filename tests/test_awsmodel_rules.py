@@ -382,6 +382,54 @@ def test_ss_stack_parameters_are_checked_per_instance(cfn: Any, model: Any) -> N
     assert "Parameter 'Size' must be one of AllowedValues" in instance(cfn, DEV)["StatusReason"]
 
 
+GREETER = """\
+Parameters:
+  Greeting: {Type: String, Default: hello}
+Resources:
+  Role: {Type: AWS::IAM::Role, Properties: {AssumeRolePolicyDocument: {}}}
+  Fn:
+    Type: AWS::Lambda::Function
+    Properties:
+      Role: !GetAtt Role.Arn
+      Handler: index.handler
+      Runtime: python3.12
+      Environment: {Variables: {MARK: '!'}}
+      Code:
+        ZipFile: |
+          import json, os, urllib.request
+          def handler(event, context):
+              old = (event.get("OldResourceProperties") or {}).get("Greeting", "")
+              new = event["ResourceProperties"]["Greeting"]
+              seen = f"{event['RequestType']} {old}>{new}{os.environ['MARK']} in {os.environ['AWS_REGION']}"
+              body = {"Status": "SUCCESS", "PhysicalResourceId": "greeter", "Data": {"Seen": seen}}
+              answer = urllib.request.Request(event["ResponseURL"], json.dumps(body).encode(), method="PUT")
+              urllib.request.urlopen(answer)
+  Greet:
+    Type: Custom::Greet
+    Properties: {ServiceToken: !GetAtt Fn.Arn, Greeting: !Ref Greeting}
+Outputs:
+  Seen: {Value: !GetAtt Greet.Seen}
+"""
+
+
+def test_custom_resources_get_update_requests_and_their_functions_environment(cfn: Any, model: Any) -> None:
+    """An update that changes a custom resource's properties sends an Update with the old ones, and its answer's
+    Data replaces the attributes; the function sees its own Environment variables and the Region."""
+    new_set(cfn, body=GREETER, Capabilities=["CAPABILITY_IAM"])
+    created = deploy(cfn, [DEV])
+    model.clock.sleep(60)
+    assert op_status(cfn, created) == "SUCCEEDED"
+    [stack] = model.world.stacks.live(DEV)
+    assert stack.outputs["Seen"] == f"Create >hello! in {REGION}"
+    updated = cfn.update_stack_set(StackSetName="rstudio-probe", UsePreviousTemplate=True,
+                                   Capabilities=["CAPABILITY_IAM"], **AS_ADMIN,
+                                   Parameters=[{"ParameterKey": "Greeting", "ParameterValue": "bye"}])["OperationId"]
+    model.clock.sleep(60)
+    assert op_status(cfn, updated) == "SUCCEEDED"
+    [stack] = model.world.stacks.live(DEV)
+    assert stack.status == "UPDATE_COMPLETE" and stack.outputs["Seen"] == f"Update hello>bye! in {REGION}"
+
+
 def test_ss_update_cannot_change_a_resource_type(cfn: Any, model: Any) -> None:
     new_set(cfn)
     deploy(cfn, [DEV])

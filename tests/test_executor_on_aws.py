@@ -15,7 +15,7 @@ import pytest
 from stacksets.config import Config
 from stacksets.plan import Override, Plan, Targets, build_plan, declared_parameters
 from stacksets.results import State
-from tests.awsmodel_helpers import executor_for, model_for, scenario
+from tests.awsmodel_helpers import executor_for, live_stackset, model_for, scenario
 from tests.conftest import TEMPLATES
 
 WORKLOADS, SHARED = "ou-ab12-11111111", "ou-ab12-22222222"
@@ -177,17 +177,39 @@ def test_r2_an_instance_whose_stack_cannot_be_deleted_is_reported_with_its_way_o
     assert "INOPERABLE" in failure.reason and "RetainStacks" in failure.reason
 
 def test_the_welcome_mail_runs_the_deployed_handler_against_ses(cfg, plan, tmp_path):
-    """The prod template's WelcomeEmail custom resource runs the inline handler the template deploys; SES refuses an
-    unverified recipient, and today that fails the instance (a later change makes e-mail never cost an instance)."""
+    """The prod template's WelcomeEmail custom resource runs the inline handler the template deploys, in the
+    environment the template gives it; SES refuses an unverified recipient, and the instance deploys all the same,
+    its result naming the address, SES's reason and the function that resends."""
     rehearsal = scenario(ses={PROD: {"verified": ["rstudio-admin@example.com", "alice@example.com",
                                                   "bob@example.com"]}})  # fmt: skip
     model = model_for(cfg, rehearsal)
     report = executor_for(model, cfg, tmp_path).deploy(plan.only(["rstudio-prod"]))
-    [failure] = report.results["rstudio-prod"].failures
-    event = next(e for e in failure.events if e.startswith("WelcomeEmail "))
-    assert "welcome e-mail failed for chen: MessageRejected" in event and "chen.wei@example.com" in event
+    assert report.ok, messages(report)
+    [mail] = report.results["rstudio-prod"].mail
+    [(user, address, why)] = mail.undelivered
+    assert (mail.account, mail.region, user, address) == (PROD, cfg.default_region, "chen", "chen.wei@example.com")
+    assert why.startswith("MessageRejected: Email address is not verified") and "chen.wei@example.com" in why
+    stack = live_stackset(model, "rstudio-prod").instances[(PROD, cfg.default_region)].stack
+    assert mail.function == stack.resources["WelcomeEmailFunction"].physical_id
     assert sorted(recipient for _, _, (recipient,) in model.world.sent_mail) == ["alice@example.com",
                                                                                 "bob@example.com"]  # fmt: skip
+
+
+def test_an_update_that_does_not_run_the_welcome_mail_reports_none(cfg, plan, tmp_path):
+    """The stack output keeps what the mail said when it last ran; a later update of the instance that leaves the
+    custom resource alone must not report (and invite a resend of) that old news again."""
+    rehearsal = scenario(ses={PROD: {"verified": ["rstudio-admin@example.com"]}})
+    model = model_for(cfg, rehearsal)
+    first = executor_for(model, cfg, tmp_path).deploy(plan.only(["rstudio-prod"]))
+    assert first.ok and first.results["rstudio-prod"].mail
+    prod = plan.nodes["rstudio-prod"]
+    body = prod.template_body.replace("Description: Shiny Server", "Description: Shiny Server of prod")
+    changed = Plan({**plan.only(["rstudio-prod"]).nodes, "rstudio-prod": replace(prod, template_body=body,
+                                                                                  template_sha256="changed")},
+                   plan.images)  # fmt: skip
+    again = executor_for(model, cfg, tmp_path).deploy(changed)
+    assert again.ok and again.calls["update_stack_set"] == 1
+    assert again.results["rstudio-prod"].mail == []
 
 
 def test_a_certificate_waits_for_its_zone_to_be_delegated(cfg, plan, tmp_path):

@@ -195,7 +195,8 @@ def test_function_runs_the_handler_file_with_its_settings(cfg):
     assert len(function["Code"]["ZipFile"].encode()) < 4096
     assert (function["Handler"], function["Runtime"], function["Architectures"]) == ("index.handler", "python3.12",
                                                                                      ["arm64"])  # fmt: skip
-    assert (function["Timeout"], function["MemorySize"], function["ReservedConcurrentExecutions"]) == (60, 128, 2)
+    assert (function["Timeout"], function["MemorySize"]) == (60, 128)
+    assert "ReservedConcurrentExecutions" not in function  # a fresh account (quota 10) refuses any reservation
     assert function["KmsKeyArn"] == {"Ref": "InstanceKeyArn"}
     assert function["Environment"]["Variables"] == {
         "INSTANT_TASK_ARN": {"Ref": "DataSyncInstantTask"}, "EXPECTED_ACCOUNT": cfg.accounts.data,

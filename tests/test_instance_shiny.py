@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any, NamedTuple
 
 import pytest
+from cfn_tools import load_yaml
 from troposphere import GetAtt, Ref
 from troposphere.elasticloadbalancingv2 import (
     Action,
@@ -19,6 +21,7 @@ from troposphere.elasticloadbalancingv2 import (
 
 from generator.instance.shiny import ShinyService, add_shiny
 from stacksets.config import parse_config
+from tests.conftest import TEMPLATES
 from tests.instance_parts import IMAGE_TAGS, Groundwork, groundwork, stack_log_group_name
 
 
@@ -62,11 +65,10 @@ def of_type(resources: dict[str, Any], kind: str) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("instance", ["dev", "prod"])
-def test_service_runs_the_configured_replicas_in_every_private_subnet_without_public_ip(cfg, instance):
+def test_service_runs_in_every_private_subnet_without_public_ip(cfg, instance):
     _, resources = build_shiny(cfg, instance)
     service = props(resources, "ShinyService")
     zones = "ABC"[: cfg.instances[instance].network.availability_zones]
-    assert service["DesiredCount"] == cfg.instances[instance].shiny.replicas
     assert service["LaunchType"] == "FARGATE"
     network = service["NetworkConfiguration"]["AwsvpcConfiguration"]
     assert network["Subnets"] == [{"Ref": f"PrivateSubnet{zone}"} for zone in zones]
@@ -106,6 +108,22 @@ def test_scalable_target_bounds_come_from_config(cfg, instance):
     assert target["ResourceId"] == {"Fn::Sub": ["service/${Cluster}/${Service}", {
         "Cluster": {"Ref": "Cluster"}, "Service": {"Fn::GetAtt": ["ShinyService", "Name"]}}]}  # fmt: skip
     assert "RoleARN" not in target  # the service-linked role
+
+
+@pytest.mark.parametrize("template", ["rstudio-dev.yaml", "rstudio-prod.yaml"])
+def test_a_stack_update_leaves_an_autoscaled_task_count_alone(template):
+    """CloudFormation sets DesiredCount on every update that names it, resetting what Application Auto Scaling chose;
+    left out, an update keeps the count, and a create starts 1 task that registering the scalable target raises to
+    its MinCapacity. Services nothing scales keep their DesiredCount."""
+    resources = load_yaml((TEMPLATES / template).read_text(encoding="utf-8"))["Resources"]
+    services = {name for name, r in resources.items() if r["Type"] == "AWS::ECS::Service"}
+    targets = [json.dumps(r["Properties"]["ResourceId"]) for r in resources.values()
+               if r["Type"] == "AWS::ApplicationAutoScaling::ScalableTarget"
+               and r["Properties"]["ScalableDimension"] == "ecs:service:DesiredCount"]  # fmt: skip
+    scaled = {name for name in services for target in targets if f'"{name}"' in target}
+    assert "ShinyService" in scaled
+    assert [name for name in sorted(scaled) if "DesiredCount" in resources[name]["Properties"]] == []
+    assert [name for name in sorted(services - scaled) if "DesiredCount" not in resources[name]["Properties"]] == []
 
 
 def test_prod_scaling_policies_use_its_custom_targets_and_cooldowns(cfg):

@@ -11,7 +11,8 @@ from moto import mock_aws
 
 from stacksets.aws import Clients
 from stacksets.config import Config, parse_config
-from stacksets.preflight import check_ses, ses_identities
+from stacksets.preflight import before_deploy, check_ses, ses_identities
+from stacksets.results import NodeDiff
 
 REGION = "eu-west-1"
 PROD = "666666666666"
@@ -127,3 +128,29 @@ def test_an_account_that_cannot_be_read_is_a_problem_and_the_others_are_still_ch
     assert problems[0].startswith(f"cannot check SES in account {DEV} ({REGION}): ")
     assert "AccessDenied" in problems[0] and "rstudio-bootstrap" in problems[0]
     assert len(problems) == 1 + len(PROD_ADDRESSES)
+
+
+def diff(name: str, changed: bool) -> NodeDiff:
+    return NodeDiff(name, exists=True, template_changed=changed, parameters_changed=False, parameters={})
+
+
+def test_a_deploy_checks_only_the_instances_whose_stackset_it_changes(example_data):
+    example_data["instances"]["dev"]["welcome_email"] = {"enabled": True, "sender": "ops@example.org"}
+    cfg = parse_config(example_data)
+    reader = StatusReader({})
+    found = before_deploy(reader, cfg, [diff("rstudio-dev", False), diff("rstudio-prod", True)])
+    assert [p.split(" ")[0] for p in found.problems] == PROD_ADDRESSES and found.notes == []
+    assert not [batch for batch in reader.batches if "ops@example.org" in batch]  # dev's mail does not run
+
+
+def test_an_unreadable_account_is_a_problem_unless_the_deploy_brings_the_reader_role(cfg):
+    denied = ClientError({"Error": {"Code": "AccessDenied", "Message": "not authorized"}}, "AssumeRole")
+    unchanged = before_deploy(StatusReader({}, denied), cfg, [diff("rstudio-prod", True)])
+    assert [p.startswith(f"cannot check SES in account {PROD}") for p in unchanged.problems] == [True]
+    bootstrapping = before_deploy(StatusReader({}, denied), cfg, [diff("rstudio-bootstrap", True),
+                                                                  diff("rstudio-prod", True)])  # fmt: skip
+    assert bootstrapping.problems == [] and len(bootstrapping.notes) == 1
+    assert (
+        "rstudio-bootstrap, which this deploy creates or updates first, brings the reader role"
+        in bootstrapping.notes[0]
+    )

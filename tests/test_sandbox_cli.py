@@ -3,16 +3,21 @@ commands, faults from the scenario, quotas warned about before anything is writt
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
 import pytest
 
 import deploy
+from stacksets.awsmodel.model import AwsModel
+from stacksets.plan import build_plan
+from tests.awsmodel_helpers import SimClock, executor_for, model_for, scenario
 from tests.conftest import EXAMPLE_CONFIG, ROOT, TEMPLATES
 
 pytestmark = pytest.mark.slow
 SCENARIOS = ROOT / "examples" / "scenarios"
+PROD = "666666666666"
 
 
 @pytest.fixture
@@ -57,6 +62,62 @@ def test_plan_warns_before_a_default_quota_is_crossed_and_aws_refuses_past_it(wo
                           "administrator account' (8); request an increase")  # fmt: skip
     assert deploy.main(["deploy", "--sandbox", "--yes", "--scenario", str(low)]) == 1
     assert "LimitExceededException" in capsys.readouterr().out
+
+
+def test_an_unverified_welcome_mail_recipient_is_named_and_the_instance_deploys(workdir, capsys):
+    scenario = ["--scenario", str(SCENARIOS / "unverified-email.yaml")]
+    assert deploy.main(["deploy", "--sandbox", "--yes", *scenario]) == 0
+    out = capsys.readouterr().out
+    assert "welcome e-mail not sent in 666666666666/eu-west-1 (the instance is deployed without it):" in out
+    assert "  chen <chen.wei@example.com>: MessageRejected: Email address is not verified." in out
+    resend = re.search(r"aws lambda invoke --region eu-west-1 --function-name (\S+) .*--cli-read-timeout 150 "
+                       r"--payload '\{\"resend\": \[\"chen\"\]\}' /dev/stdout", out)  # fmt: skip
+    assert resend and "WelcomeEmailFunction" in resend[1]
+    assert "rstudio-prod                 SUCCEEDED" in out
+
+
+@pytest.fixture
+def bootstrapped(cfg, workdir, monkeypatch) -> AwsModel:
+    """A rehearsal AWS in which only rstudio-bootstrap is deployed (so the reader roles exist) and the welcome
+    e-mail's sender is not verified; every --sandbox command of the test runs on it, so its call log counts writes."""
+    model = model_for(cfg, scenario(ses={PROD: {"verified": ["alice@example.com", "bob@example.com",
+                                                             "chen.wei@example.com"]}}), clock=SimClock())  # fmt: skip
+    assert executor_for(model, cfg, workdir).deploy(build_plan(cfg, TEMPLATES).only(["rstudio-bootstrap"])).ok
+    monkeypatch.setattr(AwsModel, "for_config", lambda *args, **kwargs: model)
+    return model
+
+
+def test_deploy_stops_before_the_first_write_when_the_preflight_finds_an_unverified_sender(bootstrapped, capsys):
+    writes = bootstrapped.mutating_calls()
+    assert deploy.main(["deploy", "--sandbox", "--sandbox-state", "none", "--yes"]) == 2
+    err = capsys.readouterr().err
+    assert bootstrapped.mutating_calls() == writes
+    assert (
+        "\nerror: preflight found 1 problem(s), so nothing was deployed:\n  - rstudio-admin@example.com "
+        "(instances.prod.welcome_email.sender) is not a verified SES identity in account 666666666666 "
+        "(eu-west-1): the sender must be verified" in err
+    )
+    assert "The instances would deploy without these welcome e-mails" in err and "--ignore-preflight" in err
+
+
+def test_ignore_preflight_deploys_and_names_every_mail_the_sender_could_not_send(bootstrapped, capsys):
+    assert deploy.main(["deploy", "--sandbox", "--sandbox-state", "none", "--yes", "--ignore-preflight"]) == 0
+    captured = capsys.readouterr()
+    assert (
+        "warning: --ignore-preflight: rstudio-admin@example.com (instances.prod.welcome_email.sender)" in captured.err
+    )
+    assert "rstudio-prod                 SUCCEEDED" in captured.out
+    for user, address in (("alice", "alice@example.com"), ("bob", "bob@example.com"), ("chen", "chen.wei@example.com")):
+        assert f"  {user} <{address}>: MessageRejected: " in captured.out
+    assert '--payload \'{"resend": ["alice", "bob", "chen"]}\'' in captured.out
+
+
+def test_a_first_deploy_notes_what_it_cannot_check_yet_and_goes_on(workdir, capsys):
+    """In a new organization the reader roles come with rstudio-bootstrap, which the deploy writes first."""
+    assert deploy.main(["deploy", "--sandbox", "--sandbox-state", "none", "--yes", "--only", "rstudio-prod"]) == 0
+    err = capsys.readouterr().err
+    assert "preflight: cannot check SES in account 666666666666 (eu-west-1): cannot assume " in err
+    assert "not checked before the first write: rstudio-bootstrap, which this deploy creates or updates first" in err
 
 
 def test_a_failed_create_is_reported_and_the_next_deploy_retries_it(workdir, capsys):

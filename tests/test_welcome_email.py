@@ -18,7 +18,8 @@ from moto.ses.models import ses_backends
 from generator.instance.servers import rstudio_servers
 from generator.instance.welcome import HANDLER, add_welcome_email
 from generator.stacks import storage
-from stacksets.config import Config, parse_config
+from stacksets.config import Config, ConfigError, parse_config
+from stacksets.naming import WELCOME_MAIL_FUNCTION, WELCOME_MAIL_UNDELIVERED
 from tests.instance_parts import groundwork
 from tests.lambdas import load_handler
 
@@ -76,31 +77,48 @@ def test_per_user_mode_mails_each_user_their_own_server(cfg):
     assert custom["Type"] == "Custom::WelcomeEmail"
     props = custom["Properties"]
     assert props["ServiceToken"] == {"Fn::GetAtt": ["WelcomeEmailFunction", "Arn"]}
-    assert props["Sender"] == SENDER and props["Instance"] == "prod"
-    assert props["ShinyUrl"] == f"https://shiny.{ZONE}/"
-    assert props["Users"] == [
-        {"User": "alice", "Email": "alice@example.com", "Url": f"https://alice.rstudio.{ZONE}/",
-         "SecretArn": password(0)},
-        {"User": "bob", "Email": "bob@example.com", "Url": f"https://bob.rstudio.{ZONE}/",
-         "SecretArn": password(1)},
-        {"User": "chen", "Email": "chen.wei@example.com", "Url": f"https://chen.rstudio.{ZONE}/",
-         "SecretArn": password(2)},
-    ]  # fmt: skip
+    # Only names: what an Update compares. Everything mailed comes from the function's environment.
+    assert props["Users"] == [{"User": "alice"}, {"User": "bob"}, {"User": "chen"}]
     assert 0 < props["ServiceTimeout"] <= 3600  # a lost response fails the stack in minutes, not after an hour
+    env = resources["WelcomeEmailFunction"]["Properties"]["Environment"]["Variables"]
+    assert (env["SENDER"], env["INSTANCE"], env["SHINY_URL"]) == (SENDER, "prod", f"https://shiny.{ZONE}/")
+    assert json.loads(env["USERS"]) == {"alice": "alice@example.com", "bob": "bob@example.com",
+                                        "chen": "chen.wei@example.com"}  # fmt: skip
+    assert [env["URL"].format(user) for user in ("alice", "chen")] == [f"https://alice.rstudio.{ZONE}/",
+                                                                       f"https://chen.rstudio.{ZONE}/"]  # fmt: skip
+    kept = storage.build(cfg, "prod").to_dict()["Resources"]
+    assert env["SECRET"].format("bob") == kept["BobPassword"]["Properties"]["Name"]
 
 
 def test_shared_mode_gives_every_user_the_shared_url_and_the_admin_no_mail(example_data):
     cfg = with_welcome(example_data, "dev")
     resource, resources = build(cfg, "dev")
-    users = resources[resource.title]["Properties"]["Users"]
-    assert [u["User"] for u in users] == ["dana", "erik"]
-    assert {u["Url"] for u in users} == {"https://rstudio.dev.analytics.example.com/"}
+    assert resources[resource.title]["Properties"]["Users"] == [{"User": "dana"}, {"User": "erik"}]
+    env = resources["WelcomeEmailFunction"]["Properties"]["Environment"]["Variables"]
+    assert sorted(json.loads(env["USERS"])) == ["dana", "erik"]
+    assert {env["URL"].format(user) for user in ("dana", "erik")} == {"https://rstudio.dev.analytics.example.com/"}
     # The admin's password exists (third in the storage stack's list), but the welcome role may not read it.
     listed = storage.build(cfg, "dev").to_dict()["Outputs"]["PasswordSecretArns"]["Value"]["Fn::Join"][1]
     assert listed == [{"Ref": "DanaPassword"}, {"Ref": "ErikPassword"}, {"Ref": "RstudioPassword"}]
-    assert [u["SecretArn"] for u in users] == [password(0), password(1)]
     readable = statements(resources)["ReadMailedPasswords"]["Resource"]
     assert readable == [password(0), password(1)]
+
+
+def test_the_stack_outputs_what_was_not_mailed_and_the_function_that_resends(cfg):
+    g = groundwork(cfg, "prod")
+    secrets = g.stored.secrets
+    add_welcome_email(g.template, cfg, "prod", g.key, secrets, rstudio_servers(cfg, "prod"))
+    outputs = g.template.to_dict()["Outputs"]
+    assert outputs[WELCOME_MAIL_UNDELIVERED]["Value"] == {"Fn::GetAtt": ["WelcomeEmail", "Undelivered"]}
+    assert outputs[WELCOME_MAIL_FUNCTION]["Value"] == {"Ref": "WelcomeEmailFunction"}
+
+
+def test_more_addresses_than_the_functions_environment_holds_is_a_config_error(example_data):
+    users = {f"user{n:03d}": {"email": f"user{n:03d}.with.a.long.name@analytics.example.com", "uid": 2100 + n}
+             for n in range(90)}  # fmt: skip
+    example_data["instances"]["dev"]["users"] = users
+    with pytest.raises(ConfigError, match=r"^instances\.dev\.welcome_email: .* over Lambda's 4096"):
+        build(with_welcome(example_data, "dev"), "dev")
 
 
 def test_role_reads_exactly_the_mailed_passwords_and_sends_only_as_the_sender(cfg):
@@ -128,7 +146,7 @@ def test_function_runs_the_tested_handler_file(cfg):
     assert props["Code"]["ZipFile"] == HANDLER.read_text(encoding="utf-8")
     assert props["Handler"] == "index.handler"
     assert (props["Runtime"], props["Architectures"], props["Timeout"]) == ("python3.12", ["arm64"], 120)
-    assert props["ReservedConcurrentExecutions"] == 1
+    assert "ReservedConcurrentExecutions" not in props  # a fresh account (quota 10) refuses any reservation
     assert props["LoggingConfig"] == {"LogFormat": "JSON", "LogGroup": {"Ref": "WelcomeEmailLogGroup"},
                                       "ApplicationLogLevel": "INFO", "SystemLogLevel": "WARN"}  # fmt: skip
     # CloudFormation invokes asynchronously: a Lambda retry would mail the passwords again.
@@ -176,9 +194,13 @@ class Responses:
 
 
 @pytest.fixture
-def aws(monkeypatch, caplog):
-    """moto with a verified sender and the three prod users' password secrets; yields the secret ARNs."""
+def aws(cfg, monkeypatch, caplog):
+    """moto with a verified sender and the three prod users' password secrets, and the function's environment as
+    the prod template sets it; yields the secret ARNs."""
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    _, resources = build(cfg, "prod")
+    for name, value in resources["WelcomeEmailFunction"]["Properties"]["Environment"]["Variables"].items():
+        monkeypatch.setenv(name, value)
     caplog.set_level(logging.INFO)
     with mock_aws():
         boto3.client("ses").verify_email_identity(EmailAddress=SENDER)
@@ -194,12 +216,10 @@ def responses(monkeypatch) -> Responses:
     return fake
 
 
-def user_props(cfg: Config, arns: dict[str, str], users: tuple[str, ...] = ("alice", "bob", "chen")) -> dict:
-    """The custom resource's properties as the template sets them, with the secret Refs resolved."""
+def user_props(cfg: Config, users: tuple[str, ...] = ("alice", "bob", "chen")) -> dict:
+    """The custom resource's properties as the template sets them."""
     resource, _ = build(cfg, "prod")
     props = json.loads(json.dumps(resource.to_dict()["Properties"]))
-    for user in props["Users"]:
-        user["SecretArn"] = arns[user["User"]]
     props["Users"] = [u for u in props["Users"] if u["User"] in users]
     return props
 
@@ -221,17 +241,21 @@ def mails() -> list[Any]:
     return list(ses_backends[DEFAULT_ACCOUNT_ID][REGION].sent_messages)
 
 
-def assert_no_password_leaked(caplog, capsys, responses: Responses) -> None:
+def undelivered(answer: dict[str, Any]) -> dict[str, dict[str, str]]:
+    return json.loads(answer["Data"]["Undelivered"])
+
+
+def assert_no_password_leaked(caplog, capsys, responses: Responses, answers: Any = ()) -> None:
     logged = [f"{r.getMessage()} {r.__dict__}" for r in caplog.records]
     printed = capsys.readouterr()
     for password in PASSWORDS.values():
         assert not [line for line in logged if password in line]
         assert password not in printed.out + printed.err
-        assert not [body for body in responses.sent if password in json.dumps(body)]
+        assert not [body for body in [*responses.sent, *answers] if password in json.dumps(body)]
 
 
 def test_create_mails_every_user_their_url_and_password(cfg, aws, responses, caplog, capsys):
-    handler_module.handler(event("Create", user_props(cfg, aws)), None)
+    handler_module.handler(event("Create", user_props(cfg)), None)
     sent = {m.destinations["ToAddresses"][0]: m for m in mails()}
     assert sorted(sent) == ["alice@example.com", "bob@example.com", "chen.wei@example.com"]
     for user, address in (("alice", "alice@example.com"), ("chen", "chen.wei@example.com")):
@@ -243,6 +267,7 @@ def test_create_mails_every_user_their_url_and_password(cfg, aws, responses, cap
         assert [p for p in PASSWORDS.values() if p in mail.body] == [PASSWORDS[user]]  # nobody else's password
     [answer] = responses.sent
     assert answer["Status"] == "SUCCESS" and answer["PhysicalResourceId"] == "welcome-prod"
+    assert undelivered(answer) == {}
     assert (answer["StackId"], answer["RequestId"], answer["LogicalResourceId"]) == (
         "arn:aws:cloudformation:eu-west-1:666666666666:stack/rstudio-prod/1", "Create-1", "WelcomeEmail")
     [request] = responses.requests
@@ -253,83 +278,109 @@ def test_create_mails_every_user_their_url_and_password(cfg, aws, responses, cap
 
 
 def test_update_mails_only_users_that_are_new(cfg, aws, responses, caplog, capsys):
-    old = user_props(cfg, aws, ("alice", "bob"))
-    new = user_props(cfg, aws)
-    new["Users"][0]["Email"] = "alice.new@example.com"  # a changed address is no reason to resend a password
-    handler_module.handler(event("Update", new, old), None)
+    handler_module.handler(event("Update", user_props(cfg), user_props(cfg, ("alice", "bob"))), None)
     assert [m.destinations["ToAddresses"] for m in mails()] == [["chen.wei@example.com"]]
     assert [(r["Status"], r["PhysicalResourceId"]) for r in responses.sent] == [("SUCCESS", "welcome-prod")]
     assert_no_password_leaked(caplog, capsys, responses)
 
 
+def test_the_update_from_a_template_before_undelivered_mail_mails_nobody_again(cfg, aws, responses):
+    """Earlier templates put each user's address, URL and secret into Users; the update away from them compares
+    names only, so nobody is mailed twice, and answers the Undelivered the new output needs."""
+    earlier = {"Instance": "prod", "Sender": SENDER, "ShinyUrl": f"https://shiny.{ZONE}/",
+               "Users": [{"User": user, "Email": f"{user}@example.com", "Url": f"https://{user}.rstudio.{ZONE}/",
+                          "SecretArn": arn} for user, arn in aws.items()]}  # fmt: skip
+    handler_module.handler(event("Update", user_props(cfg), earlier), None)
+    assert mails() == []
+    [answer] = responses.sent
+    assert answer["Status"] == "SUCCESS" and undelivered(answer) == {}
+
+
 def test_update_that_removes_users_or_rolls_back_mails_nobody(cfg, aws, responses):
     # A failed update's rollback arrives as an Update with old and new swapped: nobody is new then.
-    handler_module.handler(event("Update", user_props(cfg, aws, ("alice",)), user_props(cfg, aws)), None)
+    handler_module.handler(event("Update", user_props(cfg, ("alice",)), user_props(cfg)), None)
     assert mails() == []
     assert [r["Status"] for r in responses.sent] == ["SUCCESS"]
 
 
 def test_delete_mails_nobody_and_succeeds(cfg, aws, responses):
-    handler_module.handler(event("Delete", user_props(cfg, aws)), None)
+    handler_module.handler(event("Delete", user_props(cfg)), None)
     assert mails() == []
     assert [(r["Status"], r["PhysicalResourceId"]) for r in responses.sent] == [("SUCCESS", "welcome-prod")]
 
 
-def test_ses_rejection_fails_the_resource_naming_the_users_and_the_error(cfg, aws, responses, caplog, capsys):
-    props = user_props(cfg, aws)
-    props["Sender"] = "not-verified@example.org"
-    handler_module.handler(event("Create", props), None)
+def test_ses_rejection_is_reported_with_each_address_and_never_fails_the_resource(aws, responses, caplog, capsys,
+                                                                                 cfg, monkeypatch):  # fmt: skip
+    monkeypatch.setenv("SENDER", "not-verified@example.org")
+    handler_module.handler(event("Create", user_props(cfg)), None)
     [answer] = responses.sent
-    assert answer["Status"] == "FAILED"
-    for user in PASSWORDS:
-        assert f"{user}: MessageRejected: Email address not verified" in answer["Reason"]
+    assert answer["Status"] == "SUCCESS"
+    [(why, users)] = undelivered(answer).items()
+    assert why.startswith("MessageRejected: Email address not verified")
+    assert users == {"alice": "alice@example.com", "bob": "bob@example.com", "chen": "chen.wei@example.com"}
     failed = [r for r in caplog.records if r.getMessage() == "mail failed"]
     assert [r.levelno for r in failed] == [logging.ERROR] * 3
     assert_no_password_leaked(caplog, capsys, responses)
 
 
 def test_one_users_failure_names_that_user_and_the_others_still_get_mail(cfg, aws, responses, caplog, capsys):
-    props = user_props(cfg, aws)
-    props["Users"][1]["SecretArn"] = aws["bob"].replace("password", "missing")
-    handler_module.handler(event("Create", props), None)
+    boto3.client("secretsmanager").delete_secret(SecretId=aws["bob"], ForceDeleteWithoutRecovery=True)
+    handler_module.handler(event("Create", user_props(cfg)), None)
     assert sorted(m.destinations["ToAddresses"][0] for m in mails()) == ["alice@example.com", "chen.wei@example.com"]
     [answer] = responses.sent
-    assert answer["Status"] == "FAILED"
-    assert "bob: ResourceNotFoundException" in answer["Reason"]
-    assert "alice" not in answer["Reason"] and "chen" not in answer["Reason"]
+    assert answer["Status"] == "SUCCESS"
+    [(why, users)] = undelivered(answer).items()
+    assert why.startswith("ResourceNotFoundException: ") and users == {"bob": "bob@example.com"}
     assert_no_password_leaked(caplog, capsys, responses)
 
 
+def test_an_answer_stays_within_what_cloudformation_accepts_however_many_fail(aws, responses, monkeypatch):
+    many = {f"user{n:03d}": f"user{n:03d}@example.com" for n in range(200)}
+    monkeypatch.setenv("USERS", json.dumps(many))
+    handler_module.handler(event("Create", {"Users": [{"User": user} for user in many]}), None)
+    [request] = responses.requests
+    assert len(request.data) <= 4096  # the custom resource response limit
+    assert undelivered(responses.sent[0]) == {"200 users: see the log": {}}
+
+
+def test_resend_mails_the_named_users_again_at_their_configured_addresses(aws, responses, caplog, capsys):
+    # Only names count: an address in the request is never used.
+    answer = handler_module.handler({"resend": ["bob", "zoe"], "Email": "someone@else.example"}, None)
+    assert [(m.destinations["ToAddresses"], PASSWORDS["bob"] in m.body) for m in mails()] == [
+        (["bob@example.com"], True)]  # fmt: skip
+    assert answer == {"Undelivered": {"unknown user": {"zoe": ""}}}
+    assert responses.requests == []  # no CloudFormation request, so nothing to answer there
+    assert_no_password_leaked(caplog, capsys, responses, [answer])
+
+
 def test_errors_that_quote_the_mail_body_never_reach_logs_or_the_reason(aws, caplog, capsys):
-    props = {"Instance": "prod", "ShinyUrl": f"https://shiny.{ZONE}/", "Sender": SENDER}
-    user = {"User": "alice", "Email": "alice@example.com", "Url": f"https://alice.rstudio.{ZONE}/",
-            "SecretArn": aws["alice"]}  # fmt: skip
     secrets, ses = boto3.client("secretsmanager"), boto3.client("ses")
     with Stubber(ses) as stub:
         stub.add_client_error("send_email", "InvalidParameterValue", f"cannot send: {PASSWORDS['alice']}")
-        assert handler_module._mail(props, user, secrets, ses) == "alice: InvalidParameterValue: cannot send: ***"
+        assert handler_module._mail("alice", "alice@example.com", secrets, ses) == \
+            "InvalidParameterValue: cannot send: ***"
 
     class QuotingClient:
         def send_email(self, **kwargs: Any) -> None:
             raise ValueError(kwargs["Message"]["Body"]["Text"]["Data"])
 
     # Not an AWS error: only its type is reported, since its text may be anything the call was given.
-    assert handler_module._mail(props, user, secrets, QuotingClient()) == "alice: ValueError"
+    assert handler_module._mail("alice", "alice@example.com", secrets, QuotingClient()) == "ValueError"
     assert_no_password_leaked(caplog, capsys, Responses())
 
 
 def test_a_malformed_event_is_answered_failed_instead_of_raising(aws, responses):
-    handler_module.handler(event("Create", {"Instance": "prod", "Sender": SENDER}), None)
+    handler_module.handler(event("Create", {"Instance": "prod"}), None)
     assert [(r["Status"], r["Reason"]) for r in responses.sent] == [("FAILED", "KeyError: 'Users'")]
 
 
 def test_an_unreachable_response_url_is_retried_and_never_raises(cfg, aws, monkeypatch):
     flaky = Responses(fail=2)
     monkeypatch.setattr(urllib.request, "urlopen", flaky)
-    handler_module.handler(event("Delete", user_props(cfg, aws)), None)
+    handler_module.handler(event("Delete", user_props(cfg)), None)
     assert len(flaky.requests) == 3 and [r["Status"] for r in flaky.sent] == ["SUCCESS"]
 
     dead = Responses(fail=99)
     monkeypatch.setattr(urllib.request, "urlopen", dead)
-    handler_module.handler(event("Delete", user_props(cfg, aws)), None)  # must not raise: a retry would re-mail
+    handler_module.handler(event("Delete", user_props(cfg)), None)  # must not raise: a retry would re-mail
     assert len(dead.requests) == 3

@@ -18,8 +18,11 @@ read data deliberately gets its own grant later, instead of every published app 
 Tasks run in the private subnets of every AZ; ECS spreads a Fargate service's tasks across the subnets' AZs on its
 own (no placement strategy exists or is needed on Fargate), and AZ rebalancing moves them back after an AZ outage.
 Three target-tracking policies share one scalable target: Application Auto Scaling scales out when any of them asks
-and scales in only when all agree, so the busiest dimension wins. A stack update resets the desired count to
-`replicas` (which config keeps between min and max); the policies move it again within minutes.
+and scales in only when all agree, so the busiest dimension wins. The service names no DesiredCount, so the count
+is the scalable target's alone: CloudFormation sets DesiredCount on every update that names it (resetting what
+the policies chose), leaves it as it is when the template does not, and a new service starts 1 task, which
+registering the scalable target raises to autoscaling.min at once (RegisterScalableTarget moves a resource's
+current capacity into its range). `replicas` therefore shapes no template.
 """
 
 from __future__ import annotations
@@ -92,8 +95,7 @@ def add_shiny(t: Template, cfg: Config, instance: str, network: Network, groups:
     task_definition = add_shiny_task_definition(t, cfg, instance, log_group, execution_role, task_role, storage,
                                                 image_tag=image_tag)  # fmt: skip
     depends_on = [rule.title, *network.egress] + (mount_dependencies(storage, "shiny") if storage else [])
-    service = add_shiny_service(t, cfg, instance, network, groups, cluster_parts, task_definition, target_group,
-                                depends_on)  # fmt: skip
+    service = add_shiny_service(t, network, groups, cluster_parts, task_definition, target_group, depends_on)
     target, policies = add_shiny_autoscaling(t, settings.shiny.autoscaling, cluster_parts, service, load_balancer,
                                              target_group)  # fmt: skip
     return ShinyService(task_definition, service, task_role, target, policies)
@@ -132,14 +134,14 @@ def add_shiny_task_definition(t: Template, cfg: Config, instance: str, log_group
     ))  # fmt: skip
 
 
-def add_shiny_service(t: Template, cfg: Config, instance: str, network: Network, groups: SecurityGroups,
-                      cluster_parts: ClusterParts, task_definition: TaskDefinition, target_group: TargetGroup,
+def add_shiny_service(t: Template, network: Network, groups: SecurityGroups, cluster_parts: ClusterParts,
+                      task_definition: TaskDefinition, target_group: TargetGroup,
                       depends_on: list[str]) -> Service:  # fmt: skip
-    shiny = cfg.instances[instance].shiny
     return t.add_resource(
         Service(
+            # No DesiredCount: the scalable target owns the count, and naming one would reset it on every update.
             "ShinyService", Cluster=Ref(cluster_parts.cluster), TaskDefinition=Ref(task_definition),
-            DesiredCount=shiny.replicas, LaunchType="FARGATE", PlatformVersion=FARGATE_PLATFORM_VERSION,
+            LaunchType="FARGATE", PlatformVersion=FARGATE_PLATFORM_VERSION,
             AvailabilityZoneRebalancing="ENABLED",
             NetworkConfiguration=NetworkConfiguration(AwsvpcConfiguration=AwsvpcConfiguration(
                 Subnets=[Ref(subnet) for subnet in network.private_subnets],

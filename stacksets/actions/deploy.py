@@ -13,9 +13,10 @@ from stacksets.actions.diff import diff_stackset
 from stacksets.aws import explain
 from stacksets.calls import error_code
 from stacksets.config import PermissionModel
-from stacksets.naming import DELETION_PROTECTION_PARAMETER
+from stacksets.instances import undelivered_mail
+from stacksets.naming import DELETION_PROTECTION_PARAMETER, WELCOME_MAIL_UNDELIVERED
 from stacksets.parameters import api_parameters
-from stacksets.plan import Node, Plan
+from stacksets.plan import Node, Plan, declared_outputs
 from stacksets.results import NodeFailed, State
 from stacksets.targets import Overrides, Pair, call_groups, recorded_units, target_arguments
 
@@ -29,6 +30,10 @@ def deploy_stackset(ctx: Context, node: Node, plan: Plan) -> Steps[State]:
     for warning in change.warnings:
         ctx.run.emit(node.name, State.RUNNING, message=warning)
     params, overrides = ctx.parameters.parameters(node, strict=True)
+    # What the stacks said about welcome e-mail before: an output this deploy leaves as it was is not news.
+    mailing = change.changed and WELCOME_MAIL_UNDELIVERED in declared_outputs(node.template_body)
+    mail_before = ctx.views.mail_outputs(instances, [(i["Account"], i["Region"]) for i in instances]) if mailing \
+        else {}  # fmt: skip
     preferences = {"OperationPreferences": node.operation_preferences}
     if live is None:
         create_stack_set(ctx, node, params)
@@ -62,6 +67,11 @@ def deploy_stackset(ctx: Context, node: Node, plan: Plan) -> Steps[State]:
     if failures:
         raise NodeFailed(f"{len(failures)} stack instance(s) failed", failures)
     ctx.parameters.collect_outputs(node, plan, current)
+    if mailing:
+        for pair, outputs in sorted(ctx.views.mail_outputs(current, desired).items()):
+            if outputs[WELCOME_MAIL_UNDELIVERED] != mail_before.get(pair, {}).get(WELCOME_MAIL_UNDELIVERED):
+                mail = undelivered_mail(pair, outputs)
+                ctx.run.report.results[node.name].mail += [mail] if mail else []
     return State.SUCCEEDED if change.changed or reattached else State.UNCHANGED
 
 

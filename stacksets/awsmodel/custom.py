@@ -4,7 +4,11 @@ CloudFormation invokes the function named by ServiceToken and waits for the resp
 ResponseURL (user guide, "Custom resources"). The model runs the function's inline code (`Code.ZipFile`, the very
 bytes the template deploys) with `boto3` clients that are real boto3 clients on the model, acting as the function's
 execution role, so SES and Secrets Manager answer as the model's account would, and IAM checks the role's policies.
+`os.environ` holds the function's Environment Variables and the Region, as Lambda sets them, not this machine's.
 The response the code PUTs is captured instead of sent.
+
+An update that changes a custom resource's properties sends it an Update request with OldResourceProperties; the
+answer's Data replaces the attributes, as a Create's does (user guide, custom resource request types).
 
 Rules (docs/aws_model.md):
 - SES sends only from a verified identity (address or its domain); while an account's SES is in the sandbox, every
@@ -19,6 +23,7 @@ from __future__ import annotations
 import builtins
 import io
 import json
+import os
 import re
 import types
 from typing import TYPE_CHECKING, Any
@@ -30,8 +35,9 @@ RESPONSE_URL = "https://cloudformation-custom-resource-response.model.invalid/re
 
 
 def run_custom_resource(model: AwsModel, stack: Any, logical_id: str, resource_type: str,
-                        properties: dict[str, Any]) -> tuple[bool, dict[str, Any], str]:  # fmt: skip
-    """(ok, data for GetAtt, reason) of a Create request to the function behind `ServiceToken`."""
+                        properties: dict[str, Any], old: Any = None) -> tuple[bool, dict[str, Any], str]:  # fmt: skip
+    """(ok, data for GetAtt, reason) of a Create request to the function behind `ServiceToken`, or of an Update
+    request when `old` (the resource as it was) is given."""
     function = _function(stack, properties.get("ServiceToken", ""))
     if function is None:
         return True, {}, ""  # not one of this stack's functions: nothing the model can run
@@ -40,12 +46,19 @@ def run_custom_resource(model: AwsModel, stack: Any, logical_id: str, resource_t
     if not code or not role:
         return False, {}, f"custom resource {logical_id}: its function has no inline code or role the model can run"
     responses: list[dict[str, Any]] = []
-    namespace: dict[str, Any] = {"__name__": "handler", "__builtins__": _builtins(model, stack, role, responses)}
+    variables = (function.properties.get("Environment") or {}).get("Variables") or {}
+    environ = {**{k: str(v) for k, v in variables.items()}, "AWS_REGION": stack.region,
+               "AWS_DEFAULT_REGION": stack.region}  # fmt: skip
+    namespace: dict[str, Any] = {"__name__": "handler",
+                                 "__builtins__": _builtins(model, stack, role, responses, environ)}  # fmt: skip
     exec(compile(code, f"<{function.logical_id} inline code>", "exec"), namespace)  # noqa: S102 - the template's code
     handler_name = str(function.properties.get("Handler", "index.handler")).rsplit(".", 1)[-1]
     event = {"RequestType": "Create", "ResponseURL": RESPONSE_URL, "StackId": stack.stack_id,
-             "RequestId": f"{stack.name}-{logical_id}", "LogicalResourceId": logical_id, "ResourceType": resource_type,
-             "ResourceProperties": {k: v for k, v in properties.items()}}  # fmt: skip
+             "RequestId": f"{stack.name}-{logical_id}-{len(stack.events)}", "LogicalResourceId": logical_id,
+             "ResourceType": resource_type, "ResourceProperties": {k: v for k, v in properties.items()}}  # fmt: skip
+    if old is not None:
+        event |= {"RequestType": "Update", "PhysicalResourceId": old.physical_id,
+                  "OldResourceProperties": {k: v for k, v in old.properties.items()}}  # fmt: skip
     namespace[handler_name](event, None)
     if not responses:
         return False, {}, f"CloudFormation did not receive a response from your Custom Resource ({logical_id})"
@@ -62,18 +75,23 @@ def _function(stack: Any, token: str) -> Any:
     return None
 
 
-def _builtins(model: AwsModel, stack: Any, role: str, responses: list[dict[str, Any]]) -> dict[str, Any]:
-    """Python's builtins with an `__import__` that hands the function model-backed `boto3` and a `urllib.request`
-    that captures the response instead of sending it."""
+def _builtins(model: AwsModel, stack: Any, role: str, responses: list[dict[str, Any]],
+              environ: dict[str, str]) -> dict[str, Any]:  # fmt: skip
+    """Python's builtins with an `__import__` that hands the function model-backed `boto3`, a `urllib.request`
+    that captures the response instead of sending it, and an `os` whose environ is the function's."""
     real_import = builtins.__import__
     boto3_shim = types.SimpleNamespace(client=lambda service, **kw: model.client_as(stack.account, stack.region,
                                                                                     role, service))  # fmt: skip
     urllib_shim = types.SimpleNamespace(request=types.SimpleNamespace(Request=_Request,
                                                                       urlopen=_capture(responses)))  # fmt: skip
 
+    os_shim = types.SimpleNamespace(**{**vars(os), "environ": environ})
+
     def model_import(name: str, *args: Any, **kwargs: Any) -> Any:
         if name == "boto3":
             return boto3_shim
+        if name == "os":
+            return os_shim
         if name in ("urllib", "urllib.request"):
             return urllib_shim
         return real_import(name, *args, **kwargs)

@@ -37,21 +37,24 @@ class Environment(Protocol):
     def now(self) -> float: ...
     def quota(self, account: str, name: str) -> int: ...
     def take_fault(self, stackset: str, account: str, region: str, logical_id: str) -> str | None: ...
-    def custom_resource(self, stack: Stack, logical_id: str, resource_type: str,
-                        properties: dict) -> tuple[bool, dict, str]: ...
+    def custom_resource(self, stack: Stack, logical_id: str, resource_type: str, properties: dict,
+                        old: Any = None) -> tuple[bool, dict, str]: ...
     def dns_delegated(self, domain: str) -> bool: ...
 
 
 @dataclass
 class DefaultEnvironment:
     """Defaults for tests and benchmarks. `faults` maps a logical id to [times left, reason]; `dns_registry`, when
-    set, answers dns_delegated from the NS records in that world instead of saying yes to everything."""
+    set, answers dns_delegated from the NS records in that world instead of saying yes to everything. Custom
+    resources run no code here: they answer SUCCESS with `custom_data[logical id]` (the attributes a GetAtt may
+    ask for), or FAILED with `custom_failures[logical id]`."""
 
     strict_creation_order: bool = False
     clock: float = 0.0
     quotas: dict[str, int] = field(default_factory=dict)
     faults: dict[str, list] = field(default_factory=dict)
     custom_failures: dict[str, str] = field(default_factory=dict)
+    custom_data: dict[str, dict[str, str]] = field(default_factory=dict)
     dns_registry: Registry | None = None
 
     def now(self) -> float:
@@ -67,10 +70,10 @@ class DefaultEnvironment:
         fault[0] -= 1
         return fault[1]
 
-    def custom_resource(self, stack: Stack, logical_id: str, resource_type: str,
-                        properties: dict) -> tuple[bool, dict, str]:
+    def custom_resource(self, stack: Stack, logical_id: str, resource_type: str, properties: dict,
+                        old: Any = None) -> tuple[bool, dict, str]:
         reason = self.custom_failures.get(logical_id)
-        return (False, {}, reason) if reason else (True, {}, "")
+        return (False, {}, reason) if reason else (True, self.custom_data.get(logical_id, {}), "")
 
     def dns_delegated(self, domain: str) -> bool:
         return True if self.dns_registry is None else self.dns_registry.dns_delegated(domain)

@@ -39,8 +39,9 @@ RULES: list[tuple[str, str, str]] = [
      "API PutResourcePolicy LimitExceededException"),
     ("acm", "A DNS-validated certificate completes only when every name's zone is delegated",
      "https://docs.aws.amazon.com/acm/latest/userguide/dns-validation.html"),
-    ("custom", "A custom resource whose handler answers FAILED fails with the handler's reason",
-     USER_GUIDE + "crpg-ref-responses.html"),
+    ("custom", "A custom resource's handler gets Create, and Update when its properties change; its Data becomes "
+     "the resource's attributes, and FAILED fails the resource with the handler's reason",
+     USER_GUIDE + "crpg-ref-requesttypes.html; " + USER_GUIDE + "crpg-ref-responses.html"),
     ("exports", "Fn::ImportValue needs an export in the same account and Region; an export in use cannot be "
      "deleted or changed; export names are unique per account and Region",
      USER_GUIDE + "using-cfn-stack-exports.html"),

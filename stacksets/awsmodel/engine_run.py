@@ -137,6 +137,11 @@ class Run:
         if action == "update":
             resource = self.engine.new_resource(stack, self.template, logical_id, props, len(stack.events))
             resource.physical_id, resource.attributes, resource.name = old.physical_id, old.attributes, old.name
+            if is_custom(resource_type):
+                ok, data, message = env.custom_resource(stack, logical_id, resource_type, props, old)
+                if not ok:
+                    return f"Received response status [FAILED] from custom resource. Message returned: {message}"
+                resource.attributes = dict(data)
         else:
             resource = self.engine.new_resource(stack, self.template, logical_id, props, len(stack.events))
             key = self.engine.name_key(stack, resource)
