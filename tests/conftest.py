@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import copy
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -25,3 +26,14 @@ def example_data() -> dict[str, Any]:
 @pytest.fixture(scope="session")
 def cfg() -> Config:
     return load_config(EXAMPLE_CONFIG)
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A checkout of its own (config, templates, build contexts) as the current directory: the default paths are
+    the ones the messages name, and the sandbox keeps its rehearsal under .rstudio-fargate/ here, not in the repo."""
+    shutil.copy(EXAMPLE_CONFIG, tmp_path / "config.yaml")
+    shutil.copytree(TEMPLATES, tmp_path / "templates")
+    shutil.copytree(ROOT / "container", tmp_path / "container")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path

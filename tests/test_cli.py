@@ -13,15 +13,6 @@ import deploy
 from tests.conftest import EXAMPLE_CONFIG, ROOT, TEMPLATES
 
 
-@pytest.fixture
-def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)  # the sandbox keeps its rehearsal under .rstudio-fargate/ here, not in the checkout
-    shutil.copy(EXAMPLE_CONFIG, tmp_path / "config.yaml")
-    shutil.copytree(TEMPLATES, tmp_path / "templates")
-    shutil.copytree(ROOT / "container", tmp_path / "container")
-    return tmp_path
-
-
 def paths(workdir: Path) -> list[str]:
     return ["--config", str(workdir / "config.yaml"), "--templates", str(workdir / "templates")]
 

@@ -3,7 +3,6 @@ written to AWS, because every check runs before the first client exists."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -13,21 +12,9 @@ from generator.render import stale_outputs
 from stacksets.aws import Clients, ProfileNotConfigured
 from stacksets.errors import UserError
 from stacksets.plan import PlanError, build_plan
-from tests.conftest import EXAMPLE_CONFIG, ROOT, TEMPLATES
 
 AWS_COMMANDS = ["plan", "deploy", "status", "drift", "destroy", "preflight", "images"]
 RERENDER = "run `python deploy.py render` and commit"
-
-
-@pytest.fixture
-def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A checkout of its own, as the current directory, so the default paths (config.yaml, templates/, container/)
-    are the ones the messages name."""
-    shutil.copy(EXAMPLE_CONFIG, tmp_path / "config.yaml")
-    shutil.copytree(TEMPLATES, tmp_path / "templates")
-    shutil.copytree(ROOT / "container", tmp_path / "container")
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ does to the others. Each test is one flow, through `deploy.main` as the README g
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -13,20 +12,11 @@ import yaml
 
 import deploy
 from stacksets.awsmodel.model import AwsModel
-from tests.conftest import EXAMPLE_CONFIG, ROOT, TEMPLATES
+from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow
 SCENARIOS = ROOT / "examples" / "scenarios"
 DEV, PROD = "555555555555", "666666666666"
-
-
-@pytest.fixture
-def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    shutil.copy(EXAMPLE_CONFIG, tmp_path / "config.yaml")
-    shutil.copytree(TEMPLATES, tmp_path / "templates")
-    shutil.copytree(ROOT / "container", tmp_path / "container")
-    return tmp_path
 
 
 def sandbox(workdir: Path) -> AwsModel:
@@ -176,3 +166,12 @@ def test_ten_instances_in_one_account_and_region_deploy_once_its_vpc_quotas_are_
     policies = [r for _, r in model.world.engine.registry.resources(DEV, "eu-west-1")
                 if r.resource_type == "AWS::Logs::ResourcePolicy"]  # fmt: skip
     assert len(policies) == 1  # the one of rstudio-logs, however many instances the account runs
+
+
+def test_an_instance_account_with_a_lambda_concurrency_quota_of_10_deploys(workdir, capsys):
+    """A freshly vended account may start with 10 concurrent Lambda executions, and Lambda keeps min(100, quota) of
+    them unreserved (rule lambda-concurrency): a function that reserves any concurrency fails the instance there."""
+    fresh = workdir / "fresh.yaml"
+    fresh.write_text(f'quotas:\n  "{DEV}": {{lambda_concurrent_executions: 10}}\n'
+                     f'  "{PROD}": {{lambda_concurrent_executions: 10}}\n')  # fmt: skip
+    assert deploy.main(["deploy", "--sandbox", "--yes", "--scenario", str(fresh)]) == 0

@@ -4,8 +4,6 @@ commands, faults from the scenario, quotas warned about before anything is writt
 from __future__ import annotations
 
 import re
-import shutil
-from pathlib import Path
 
 import pytest
 
@@ -13,20 +11,11 @@ import deploy
 from stacksets.awsmodel.model import AwsModel
 from stacksets.plan import build_plan
 from tests.awsmodel_helpers import SimClock, executor_for, model_for, scenario
-from tests.conftest import EXAMPLE_CONFIG, ROOT, TEMPLATES
+from tests.conftest import ROOT, TEMPLATES
 
 pytestmark = pytest.mark.slow
 SCENARIOS = ROOT / "examples" / "scenarios"
 PROD = "666666666666"
-
-
-@pytest.fixture
-def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    shutil.copy(EXAMPLE_CONFIG, tmp_path / "config.yaml")
-    shutil.copytree(TEMPLATES, tmp_path / "templates")
-    shutil.copytree(ROOT / "container", tmp_path / "container")
-    return tmp_path
 
 
 def test_the_acceptance_rehearsal_deploys_and_says_what_it_skipped(workdir, capsys):

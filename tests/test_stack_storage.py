@@ -70,23 +70,6 @@ def test_adding_a_user_leaves_the_other_users_secrets_untouched(example_data, cf
     assert sorted(set(after) - set(before)) == ["AnnaPassword", "AnnaRStudioCookieKey"]
 
 
-def test_file_system_policy_denies_plain_nfs_bypassing_access_points_and_other_principals(cfg):
-    policy = resources(cfg, "dev")["FileSystem"]["Properties"]["FileSystemPolicy"]
-    statements = {s["Sid"]: s for s in policy["Statement"]}
-    for statement in statements.values():
-        assert statement["Effect"] == "Deny" and statement["Principal"] == {"AWS": "*"}
-        assert set(statement["Action"]) == {"elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite",
-                                            "elasticfilesystem:ClientRootAccess"}  # fmt: skip
-    assert statements["DenyInsecureTransport"]["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
-    assert statements["DenyMountsBypassingAccessPoints"]["Condition"] == {
-        "Null": {"elasticfilesystem:AccessPointArn": "true"}
-    }
-    named = statements["DenyAllButTheInstanceRoles"]["Condition"]["ArnNotEquals"]["aws:PrincipalArn"]
-    assert [arn["Fn::Sub"] for arn in named] == [
-        f"arn:${{AWS::Partition}}:iam::${{AWS::AccountId}}:role/rstudio-dev-{role}"
-        for role in ("rstudio-task", "shiny-task", "datasync-efs")]  # fmt: skip
-
-
 def test_the_roles_the_file_system_policy_names_are_the_compute_roles_that_mount(cfg):
     compute = instance.build(cfg, "dev", IMAGE_TAGS).to_dict()["Resources"]
     names = {r["Properties"]["RoleName"] for r in compute.values()
