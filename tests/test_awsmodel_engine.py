@@ -254,6 +254,47 @@ def test_custom_resource_failure_carries_the_handler_reason():
         [e.reason for e in stack.events]
 
 
+CUSTOM_CHAIN = """
+Resources:
+  Topic: {Type: AWS::SNS::Topic}
+  First:
+    Type: Custom::Probe
+    Properties: {ServiceToken: arn:x, Topic: !Ref Topic}
+  Second:
+    Type: Custom::Probe
+    DependsOn: First
+    Properties: {ServiceToken: arn:x}
+"""
+
+
+def test_deleting_a_stack_sends_custom_resources_delete_requests_dependents_first():
+    env = DefaultEnvironment()
+    engine = StackEngine(env)
+    stack = engine.create("s", ACCOUNT, REGION, CUSTOM_CHAIN, {})
+    engine.delete(stack)
+    assert stack.status == "DELETE_COMPLETE"
+    assert env.custom_requests == [("Create", "First"), ("Create", "Second"), ("Delete", "Second"),
+                                   ("Delete", "First")]  # fmt: skip
+
+
+def test_a_failed_delete_answer_fails_that_resource_and_keeps_what_it_depends_on():
+    env = DefaultEnvironment(custom_delete_failures={"First": "group still protected"})
+    engine = StackEngine(env)
+    stack = engine.create("s", ACCOUNT, REGION, CUSTOM_CHAIN, {})
+    engine.delete(stack)
+    assert stack.status == "DELETE_FAILED" and set(stack.resources) == {"Topic", "First"}
+    failed = [(e.logical_id, e.reason) for e in stack.events if e.status == "DELETE_FAILED" and e.logical_id != "s"]
+    assert failed == [("First", "Received response status [FAILED] from custom resource. Message returned: group "
+                                "still protected")]  # fmt: skip
+
+
+def test_the_rollback_of_a_failed_create_sends_delete_to_the_custom_resources_it_created():
+    env = DefaultEnvironment(faults={"Second": [1, "Throttled"]})
+    stack = StackEngine(env).create("s", ACCOUNT, REGION, CUSTOM_CHAIN, {})
+    assert stack.status == "ROLLBACK_COMPLETE"
+    assert env.custom_requests == [("Create", "First"), ("Delete", "First")]
+
+
 UPDATABLE = """
 Resources:
   Queue:

@@ -12,6 +12,10 @@ Rules (docs/aws_model.md):
   the sandbox; the scenario's `ses` lists what is verified (default: everything).
 - A response with Status FAILED fails the resource with its Reason (worded by the engine as CloudFormation does);
   no response at all fails it, as CloudFormation does after the ServiceTimeout.
+- Deleting the resource (stack deletion, rollback, replacement, removal by an update) sends a Delete request with
+  the resource's physical id and its last properties; its answer decides DELETE_COMPLETE or DELETE_FAILED (user
+  guide, crpg-ref-requesttypes-delete.html: the provider "must respond successfully to a delete request"). Update
+  requests are not sent.
 """
 
 from __future__ import annotations
@@ -29,9 +33,9 @@ if TYPE_CHECKING:
 RESPONSE_URL = "https://cloudformation-custom-resource-response.model.invalid/response"
 
 
-def run_custom_resource(model: AwsModel, stack: Any, logical_id: str, resource_type: str,
-                        properties: dict[str, Any]) -> tuple[bool, dict[str, Any], str]:  # fmt: skip
-    """(ok, data for GetAtt, reason) of a Create request to the function behind `ServiceToken`."""
+def run_custom_resource(model: AwsModel, stack: Any, logical_id: str, resource_type: str, properties: dict[str, Any],
+                        request: str = "Create", physical_id: str = "") -> tuple[bool, dict[str, Any], str]:
+    """(ok, data for GetAtt, reason) of a `request` (Create or Delete) to the function behind `ServiceToken`."""
     function = _function(stack, properties.get("ServiceToken", ""))
     if function is None:
         return True, {}, ""  # not one of this stack's functions: nothing the model can run
@@ -43,9 +47,11 @@ def run_custom_resource(model: AwsModel, stack: Any, logical_id: str, resource_t
     namespace: dict[str, Any] = {"__name__": "handler", "__builtins__": _builtins(model, stack, role, responses)}
     exec(compile(code, f"<{function.logical_id} inline code>", "exec"), namespace)  # noqa: S102 - the template's code
     handler_name = str(function.properties.get("Handler", "index.handler")).rsplit(".", 1)[-1]
-    event = {"RequestType": "Create", "ResponseURL": RESPONSE_URL, "StackId": stack.stack_id,
-             "RequestId": f"{stack.name}-{logical_id}", "LogicalResourceId": logical_id, "ResourceType": resource_type,
-             "ResourceProperties": {k: v for k, v in properties.items()}}  # fmt: skip
+    event = {"RequestType": request, "ResponseURL": RESPONSE_URL, "StackId": stack.stack_id,
+             "RequestId": f"{stack.name}-{logical_id}-{request}", "LogicalResourceId": logical_id,
+             "ResourceType": resource_type, "ResourceProperties": {k: v for k, v in properties.items()}}  # fmt: skip
+    if physical_id:
+        event["PhysicalResourceId"] = physical_id
     namespace[handler_name](event, None)
     if not responses:
         return False, {}, f"CloudFormation did not receive a response from your Custom Resource ({logical_id})"

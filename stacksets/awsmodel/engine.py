@@ -37,21 +37,25 @@ class Environment(Protocol):
     def now(self) -> float: ...
     def quota(self, account: str, name: str) -> int: ...
     def take_fault(self, stackset: str, account: str, region: str, logical_id: str) -> str | None: ...
-    def custom_resource(self, stack: Stack, logical_id: str, resource_type: str,
-                        properties: dict) -> tuple[bool, dict, str]: ...
+    def custom_resource(self, stack: Stack, logical_id: str, resource_type: str, properties: dict,
+                        request: str = "Create", physical_id: str = "") -> tuple[bool, dict, str]: ...
     def dns_delegated(self, domain: str) -> bool: ...
 
 
 @dataclass
 class DefaultEnvironment:
-    """Defaults for tests and benchmarks. `faults` maps a logical id to [times left, reason]; `dns_registry`, when
-    set, answers dns_delegated from the NS records in that world instead of saying yes to everything."""
+    """Defaults for tests and benchmarks. `faults` maps a logical id to [times left, reason]; `custom_failures` maps
+    a custom resource's logical id to the reason its Create answers FAILED, `custom_delete_failures` its Delete;
+    `custom_requests` records (request, logical id) in the order they were sent; `dns_registry`, when set, answers
+    dns_delegated from the NS records in that world instead of saying yes to everything."""
 
     strict_creation_order: bool = False
     clock: float = 0.0
     quotas: dict[str, int] = field(default_factory=dict)
     faults: dict[str, list] = field(default_factory=dict)
     custom_failures: dict[str, str] = field(default_factory=dict)
+    custom_delete_failures: dict[str, str] = field(default_factory=dict)
+    custom_requests: list[tuple[str, str]] = field(default_factory=list)
     dns_registry: Registry | None = None
 
     def now(self) -> float:
@@ -67,9 +71,10 @@ class DefaultEnvironment:
         fault[0] -= 1
         return fault[1]
 
-    def custom_resource(self, stack: Stack, logical_id: str, resource_type: str,
-                        properties: dict) -> tuple[bool, dict, str]:
-        reason = self.custom_failures.get(logical_id)
+    def custom_resource(self, stack: Stack, logical_id: str, resource_type: str, properties: dict,
+                        request: str = "Create", physical_id: str = "") -> tuple[bool, dict, str]:
+        self.custom_requests.append((request, logical_id))
+        reason = (self.custom_delete_failures if request == "Delete" else self.custom_failures).get(logical_id)
         return (False, {}, reason) if reason else (True, {}, "")
 
     def dns_delegated(self, domain: str) -> bool:

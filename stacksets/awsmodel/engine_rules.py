@@ -39,8 +39,9 @@ RULES: list[tuple[str, str, str]] = [
      "API PutResourcePolicy LimitExceededException"),
     ("acm", "A DNS-validated certificate completes only when every name's zone is delegated",
      "https://docs.aws.amazon.com/acm/latest/userguide/dns-validation.html"),
-    ("custom", "A custom resource whose handler answers FAILED fails with the handler's reason",
-     USER_GUIDE + "crpg-ref-responses.html"),
+    ("custom", "A custom resource whose handler answers FAILED fails with the handler's reason; deleting one sends "
+     "a Delete request, and a FAILED answer ends it DELETE_FAILED",
+     USER_GUIDE + "crpg-ref-responses.html; crpg-ref-requesttypes-delete.html"),
     ("exports", "Fn::ImportValue needs an export in the same account and Region; an export in use cannot be "
      "deleted or changed; export names are unique per account and Region",
      USER_GUIDE + "using-cfn-stack-exports.html"),

@@ -235,7 +235,7 @@ class Run:
             self._forget(resource)
             return True
         self._event(resource.logical_id, "DELETE_IN_PROGRESS", physical=resource.physical_id, kind=resource)
-        reason = rules.delete_refusal(resource)
+        reason = rules.delete_refusal(resource) or self._custom_delete(resource)
         if reason:
             self._event(resource.logical_id, "DELETE_FAILED", reason, physical=resource.physical_id, kind=resource)
             return False
@@ -247,6 +247,13 @@ class Run:
             del registry.delegations[(stack.stack_id, resource.logical_id)]
         self._forget(resource)
         return True
+
+    def _custom_delete(self, resource: Resource) -> str | None:
+        if not is_custom(resource.resource_type):
+            return None
+        ok, _, message = self.engine.env.custom_resource(self.stack, resource.logical_id, resource.resource_type,
+                                                         resource.properties, "Delete", resource.physical_id)
+        return None if ok else f"Received response status [FAILED] from custom resource. Message returned: {message}"
 
     def _forget(self, resource: Resource) -> None:
         if self.stack.resources.get(resource.logical_id) is resource:

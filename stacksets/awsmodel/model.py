@@ -159,9 +159,11 @@ class _Environment:
     def take_fault(self, stackset: str, account: str, region: str, logical_id: str) -> str | None:
         return self.world.take_resource_fault(stackset, account, region, logical_id)
 
-    def custom_resource(self, stack: Any, logical_id: str, resource_type: str, properties: dict) -> tuple:
+    def custom_resource(self, stack: Any, logical_id: str, resource_type: str, properties: dict,
+                        request: str = "Create", physical_id: str = "") -> tuple:
         assert self.world.model is not None
-        return run_custom_resource(self.world.model, stack, logical_id, resource_type, properties)
+        return run_custom_resource(self.world.model, stack, logical_id, resource_type, properties, request,
+                                   physical_id)
 
     def dns_delegated(self, domain: str) -> bool:
         # ACM validates by a public DNS lookup, which finds the zone only once its parent delegates to it
