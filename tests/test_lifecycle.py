@@ -57,6 +57,10 @@ def edit_config(workdir: Path, change: Any) -> None:
     assert deploy.main(["render"]) == 0
 
 
+ISSUE_11 = pytest.mark.xfail(strict=True, reason="issue 11: ECS protects the prod group's instances from scale-in "
+                              "and nothing lifts it when the capacity provider goes, so deleting the group fails")
+
+
 def test_a_failed_first_create_is_retried_by_the_next_deploy_without_already_exists(workdir, capsys):
     scenario = ["--scenario", str(SCENARIOS / "failing-create.yaml")]
     assert deploy.main(["deploy", "--sandbox", "--yes", *scenario]) == 1
@@ -70,6 +74,7 @@ def test_a_failed_first_create_is_retried_by_the_next_deploy_without_already_exi
     assert protection["deletion_protection.enabled"] == "true"  # switched back on once the instance stood
 
 
+@ISSUE_11
 def test_deploy_destroy_deploy_rebuilds_on_the_same_file_system_secrets_and_repositories(workdir, capsys):
     assert deploy.main(["deploy", "--sandbox", "--yes"]) == 0
     before = sandbox(workdir)
@@ -96,6 +101,7 @@ def test_deploy_destroy_deploy_rebuilds_on_the_same_file_system_secrets_and_repo
     assert rebuilt.parameters["PasswordSecretArns"].split(",")[0] == kept["secrets"]["AlicePassword"]
 
 
+@ISSUE_11
 def test_destroy_data_removes_every_stackset_and_names_what_their_stacks_retain(workdir, capsys):
     assert deploy.main(["deploy", "--sandbox", "--yes"]) == 0
     capsys.readouterr()

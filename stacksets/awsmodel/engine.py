@@ -8,7 +8,7 @@ CloudFormation parallelises independent resources; when one fails, the rest of i
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, Protocol
 
 from stacksets.awsmodel import engine_rules as rules
@@ -146,7 +146,14 @@ class Registry:
     imports: dict[tuple[str, str, str], set[str]] = field(default_factory=dict)          # -> importing stack ids
     stacks: dict[str, Stack] = field(default_factory=dict)                               # live stacks by id
     delegations: dict[tuple[str, str], str] = field(default_factory=dict)   # (stack id, logical id) -> zone
+    instances: dict[tuple[str, str, str], list[rules.GroupInstance]] = field(default_factory=dict)  # by group key
     created: int = 0
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # a rehearsal kept by an earlier version lacks the fields added since; they start empty
+        missing = {f.name: f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
+                   for f in fields(self) if f.name not in state}  # fmt: skip
+        vars(self).update(missing, **state)
 
     def dns_delegated(self, domain: str) -> bool:
         domain = domain.rstrip(".").lower()

@@ -153,6 +153,7 @@ class Run:
             if action == "create":
                 self.created_now.add(logical_id)
         stack.resources[logical_id] = resource
+        rules.place_tasks(self, logical_id, resource)
         self.log.append((logical_id, action, old))
         self._event(logical_id, "CREATE_COMPLETE" if action == "create" else "UPDATE_COMPLETE")
         return None
@@ -235,11 +236,12 @@ class Run:
             self._forget(resource)
             return True
         self._event(resource.logical_id, "DELETE_IN_PROGRESS", physical=resource.physical_id, kind=resource)
-        reason = rules.delete_refusal(resource) or self._custom_delete(resource)
+        reason = rules.delete_refusal(registry, stack, resource) or self._custom_delete(resource)
         if reason:
             self._event(resource.logical_id, "DELETE_FAILED", reason, physical=resource.physical_id, kind=resource)
             return False
         self._event(resource.logical_id, "DELETE_COMPLETE", physical=resource.physical_id, kind=resource)
+        rules.terminate_instances(registry, stack, resource)
         key = self.engine.name_key(stack, resource)
         if key is not None and registry.names.get(key) == stack.stack_id:
             del registry.names[key]
