@@ -271,7 +271,7 @@ def test_task_role_gains_only_the_separate_ecs_exec_policy(cfg):
 # Resource "*" only where the API has no resource-level permissions; in a key policy "*" means the key itself.
 STAR_RESOURCE_ACTIONS = {"ecr:GetAuthorizationToken", "ssmmessages:CreateControlChannel",
                          "ssmmessages:CreateDataChannel", "ssmmessages:OpenControlChannel",
-                         "ssmmessages:OpenDataChannel"}  # fmt: skip
+                         "ssmmessages:OpenDataChannel", "autoscaling:DescribeAutoScalingGroups"}  # fmt: skip
 
 
 def statements(node: Any) -> list[dict[str, Any]]:

@@ -57,10 +57,6 @@ def edit_config(workdir: Path, change: Any) -> None:
     assert deploy.main(["render"]) == 0
 
 
-ISSUE_11 = pytest.mark.xfail(strict=True, reason="issue 11: ECS protects the prod group's instances from scale-in "
-                              "and nothing lifts it when the capacity provider goes, so deleting the group fails")
-
-
 def test_a_failed_first_create_is_retried_by_the_next_deploy_without_already_exists(workdir, capsys):
     scenario = ["--scenario", str(SCENARIOS / "failing-create.yaml")]
     assert deploy.main(["deploy", "--sandbox", "--yes", *scenario]) == 1
@@ -74,7 +70,6 @@ def test_a_failed_first_create_is_retried_by_the_next_deploy_without_already_exi
     assert protection["deletion_protection.enabled"] == "true"  # switched back on once the instance stood
 
 
-@ISSUE_11
 def test_deploy_destroy_deploy_rebuilds_on_the_same_file_system_secrets_and_repositories(workdir, capsys):
     assert deploy.main(["deploy", "--sandbox", "--yes"]) == 0
     before = sandbox(workdir)
@@ -101,7 +96,6 @@ def test_deploy_destroy_deploy_rebuilds_on_the_same_file_system_secrets_and_repo
     assert rebuilt.parameters["PasswordSecretArns"].split(",")[0] == kept["secrets"]["AlicePassword"]
 
 
-@ISSUE_11
 def test_destroy_data_removes_every_stackset_and_names_what_their_stacks_retain(workdir, capsys):
     assert deploy.main(["deploy", "--sandbox", "--yes"]) == 0
     capsys.readouterr()
@@ -120,7 +114,6 @@ def test_destroy_only_an_instance_touches_only_its_stacksets(workdir, capsys):
     assert after == {name: count for name, count in before.items() if name != "rstudio-dev"}  # nothing else ran
 
 
-@ISSUE_11
 def test_destroy_of_an_instance_on_ec2_lifts_the_scale_in_protection_its_group_would_wait_on(workdir, capsys):
     assert deploy.main(["deploy", "--sandbox", "--yes"]) == 0
     deployed = sandbox(workdir)
