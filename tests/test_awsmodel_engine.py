@@ -61,7 +61,7 @@ def test_every_committed_template_creates_with_string_outputs(committed):
         assert bool(stack.outputs) == (name != "rstudio-logs"), name  # the logs stack holds one policy, no outputs
         for key, value in stack.outputs.items():
             assert isinstance(value, str) and not INTRINSIC.search(value), (name, key, value)
-    assert len(committed["rstudio-prod"].resources) == 165
+    assert len(committed["rstudio-prod"].resources) == 169
     assert len(committed["rstudio-prod-storage"].resources) == 10  # key, file system, secrets: outlive the compute
 
 
@@ -304,6 +304,47 @@ def test_custom_resource_failure_carries_the_handler_reason():
     stack = StackEngine(env).create("s", ACCOUNT, REGION, template, {})
     assert "Received response status [FAILED] from custom resource. Message returned: SES identity not verified" in \
         [e.reason for e in stack.events]
+
+
+CUSTOM_CHAIN = """
+Resources:
+  Topic: {Type: AWS::SNS::Topic}
+  First:
+    Type: Custom::Probe
+    Properties: {ServiceToken: arn:x, Topic: !Ref Topic}
+  Second:
+    Type: Custom::Probe
+    DependsOn: First
+    Properties: {ServiceToken: arn:x}
+"""
+
+
+def test_deleting_a_stack_sends_custom_resources_delete_requests_dependents_first():
+    env = DefaultEnvironment()
+    engine = StackEngine(env)
+    stack = engine.create("s", ACCOUNT, REGION, CUSTOM_CHAIN, {})
+    engine.delete(stack)
+    assert stack.status == "DELETE_COMPLETE"
+    assert env.custom_requests == [("Create", "First"), ("Create", "Second"), ("Delete", "Second"),
+                                   ("Delete", "First")]  # fmt: skip
+
+
+def test_a_failed_delete_answer_fails_that_resource_and_keeps_what_it_depends_on():
+    env = DefaultEnvironment(custom_delete_failures={"First": "group still protected"})
+    engine = StackEngine(env)
+    stack = engine.create("s", ACCOUNT, REGION, CUSTOM_CHAIN, {})
+    engine.delete(stack)
+    assert stack.status == "DELETE_FAILED" and set(stack.resources) == {"Topic", "First"}
+    failed = [(e.logical_id, e.reason) for e in stack.events if e.status == "DELETE_FAILED" and e.logical_id != "s"]
+    assert failed == [("First", "Received response status [FAILED] from custom resource. Message returned: group "
+                                "still protected")]  # fmt: skip
+
+
+def test_the_rollback_of_a_failed_create_sends_delete_to_the_custom_resources_it_created():
+    env = DefaultEnvironment(faults={"Second": [1, "Throttled"]})
+    stack = StackEngine(env).create("s", ACCOUNT, REGION, CUSTOM_CHAIN, {})
+    assert stack.status == "ROLLBACK_COMPLETE"
+    assert env.custom_requests == [("Create", "First"), ("Delete", "First")]
 
 
 UPDATABLE = """

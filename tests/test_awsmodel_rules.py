@@ -683,3 +683,129 @@ def test_ss_at_most_stack_instances_per_operation_run_at_once(cfg: Config) -> No
     assert op_status(cfn, operation) == "RUNNING"
     model.clock.sleep(60)
     assert op_status(cfn, operation) == "SUCCEEDED"
+
+
+# --- Auto Scaling: asg-protection, asg-api -------------------------------------------------------------------------
+
+ASG_ROLE = "rstudio-probe-asg"
+ASG_READER = f"""\
+Resources:
+  Role:
+    Type: AWS::IAM::Role
+    Properties:
+      RoleName: {ASG_ROLE}
+      AssumeRolePolicyDocument: {{Statement: [{{Effect: Allow, Principal: {{Service: lambda.amazonaws.com}},
+                                  Action: 'sts:AssumeRole'}}]}}
+      Policies:
+        - PolicyName: probe
+          PolicyDocument:
+            Statement:
+              - {{Effect: Allow, Action: ['autoscaling:DescribeAutoScalingGroups',
+                                         'autoscaling:SetInstanceProtection'], Resource: '*'}}
+"""
+
+
+def group_stack(name: str, *, max_size: int = 4, protect: bool = True, termination: str = "ENABLED") -> str:
+    """A group behind a capacity provider, two services on it and one on Fargate."""
+    services = "".join(f"""
+  {who}:
+    Type: AWS::ECS::Service
+    Properties:
+      Cluster: !Ref Cluster
+      CapacityProviderStrategy: [{{CapacityProvider: !Ref Provider, Weight: 1}}]
+""" for who in ("AliceService", "BobService"))
+    return f"""\
+Resources:
+  Cluster: {{Type: AWS::ECS::Cluster}}
+  Group:
+    Type: AWS::AutoScaling::AutoScalingGroup
+    Properties: {{AutoScalingGroupName: {name}, MinSize: '0', MaxSize: '{max_size}',
+                 NewInstancesProtectedFromScaleIn: {str(protect).lower()}}}
+  Provider:
+    Type: AWS::ECS::CapacityProvider
+    Properties:
+      AutoScalingGroupProvider: {{AutoScalingGroupArn: !Ref Group, ManagedTerminationProtection: {termination}}}
+  ShinyService:
+    Type: AWS::ECS::Service
+    Properties: {{Cluster: !Ref Cluster, LaunchType: FARGATE}}
+{services}"""
+
+
+def autoscaling_of(model: Any) -> Any:
+    """A real boto3 Auto Scaling client acting as a role of DEV that may describe groups and set protection."""
+    assert model.world.engine.create("probe-asg-role", DEV, REGION, ASG_READER, {}).status == "CREATE_COMPLETE"
+    return model.client_as(DEV, REGION, ASG_ROLE, "autoscaling")
+
+
+def failures(stack: Any) -> list[tuple[str, str]]:
+    return [(e.logical_id, e.reason) for e in stack.events
+            if e.status == "DELETE_FAILED" and e.logical_id != stack.name]  # fmt: skip
+
+
+def test_asg_protection_keeps_the_group_from_being_deleted_until_lifted(model: Any) -> None:
+    autoscaling = autoscaling_of(model)
+    engine = model.world.engine
+    stack = engine.create("probe-asg", DEV, REGION, group_stack("rstudio-probe-group"), {})
+    assert stack.status == "CREATE_COMPLETE"
+    [group] = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=["rstudio-probe-group"])[
+        "AutoScalingGroups"]  # fmt: skip
+    # one instance per service on the capacity provider, none for the Fargate one
+    assert [i["ProtectedFromScaleIn"] for i in group["Instances"]] == [True, True]
+    assert group["NewInstancesProtectedFromScaleIn"] is True and group["DesiredCapacity"] == 2
+
+    engine.delete(stack)
+    assert stack.status == "DELETE_FAILED"
+    assert failures(stack) == [("Group", "Could not scale to desired capacity because all remaining instances are "
+                                         "protected from scale-in.")]  # fmt: skip
+    assert set(stack.resources) == {"Group"}  # the services and the provider went first: nothing lifts it any more
+
+    ids = [i["InstanceId"] for i in group["Instances"]]
+    autoscaling.set_instance_protection(InstanceIds=ids, AutoScalingGroupName="rstudio-probe-group",
+                                        ProtectedFromScaleIn=False)  # fmt: skip
+    engine.delete(stack)
+    assert stack.status == "DELETE_COMPLETE"
+    assert autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=["rstudio-probe-group"])[
+        "AutoScalingGroups"] == []  # fmt: skip
+
+
+@pytest.mark.parametrize("protect, termination, protected", [(False, "DISABLED", False), (True, "DISABLED", True),
+                                                             (False, "ENABLED", True)])  # fmt: skip
+def test_asg_protection_comes_from_the_group_or_the_capacity_provider(model: Any, protect: bool, termination: str,
+                                                                      protected: bool) -> None:  # fmt: skip
+    autoscaling = autoscaling_of(model)
+    engine = model.world.engine
+    stack = engine.create("probe-asg", DEV, REGION, group_stack("g", max_size=1, protect=protect,
+                                                                 termination=termination), {})  # fmt: skip
+    [group] = autoscaling.describe_auto_scaling_groups()["AutoScalingGroups"]
+    assert [i["ProtectedFromScaleIn"] for i in group["Instances"]] == [protected]  # MaxSize 1: both share one
+    engine.delete(stack)
+    assert stack.status == ("DELETE_FAILED" if protected else "DELETE_COMPLETE")
+
+
+def test_asg_api_limits_and_pages(model: Any) -> None:
+    autoscaling = autoscaling_of(model)
+    for name in ("group-a", "group-b"):
+        model.world.engine.create(f"probe-{name}", DEV, REGION, group_stack(name), {})
+    first = autoscaling.describe_auto_scaling_groups(MaxRecords=1, IncludeInstances=False)
+    assert [g["AutoScalingGroupName"] for g in first["AutoScalingGroups"]] == ["group-a"]
+    assert "Instances" not in first["AutoScalingGroups"][0]
+    second = autoscaling.describe_auto_scaling_groups(MaxRecords=1, NextToken=first["NextToken"])
+    assert [g["AutoScalingGroupName"] for g in second["AutoScalingGroups"]] == ["group-b"]
+    assert "NextToken" not in second and len(second["AutoScalingGroups"][0]["Instances"]) == 2
+    assert second["AutoScalingGroups"][0]["AutoScalingGroupARN"].endswith(":autoScalingGroupName/group-b")
+    with pytest.raises(ClientError) as too_many_records:
+        autoscaling.describe_auto_scaling_groups(MaxRecords=101)
+    assert code(too_many_records) == "ValidationError"
+
+    ids = [i["InstanceId"] for i in second["AutoScalingGroups"][0]["Instances"]]
+    with pytest.raises(autoscaling.exceptions.LimitExceededFault):
+        autoscaling.set_instance_protection(InstanceIds=[f"i-{n:017x}" for n in range(51)],
+                                            AutoScalingGroupName="group-b", ProtectedFromScaleIn=False)  # fmt: skip
+    with pytest.raises(ClientError, match="not found") as unknown:
+        autoscaling.set_instance_protection(InstanceIds=ids, AutoScalingGroupName="nope", ProtectedFromScaleIn=False)
+    assert code(unknown) == "ValidationError"
+    with pytest.raises(ClientError, match="is not part of Auto Scaling group group-a") as foreign:
+        autoscaling.set_instance_protection(InstanceIds=ids, AutoScalingGroupName="group-a", ProtectedFromScaleIn=False)
+    assert code(foreign) == "ValidationError"
+    [still] = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=["group-b"])["AutoScalingGroups"]
+    assert all(i["ProtectedFromScaleIn"] for i in still["Instances"])  # a refused call changes nothing

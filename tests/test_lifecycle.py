@@ -104,6 +104,29 @@ def test_destroy_only_an_instance_touches_only_its_stacksets(workdir, capsys):
     assert after == {name: count for name, count in before.items() if name != "rstudio-dev"}  # nothing else ran
 
 
+def test_destroy_of_an_instance_on_ec2_lifts_the_scale_in_protection_its_group_would_wait_on(workdir, capsys):
+    assert deploy.main(["deploy", "--sandbox", "--yes"]) == 0
+    deployed = sandbox(workdir)
+    (group,) = physical_ids(stack_of(deployed, "rstudio-prod"), "AWS::AutoScaling::AutoScalingGroup").values()
+    instances = deployed.world.engine.registry.instances[(PROD, "eu-west-1", group)]
+    # prod runs its three per-user RStudio servers on EC2: one instance each, protected by ECS
+    assert len(instances) == 3 and all(i.protected for i in instances)
+    capsys.readouterr()
+
+    assert deploy.main(["destroy", "--sandbox", "--yes", "--only", "rstudio-prod"]) == 0
+    gone = sandbox(workdir)
+    assert "rstudio-prod" not in live_stacksets(gone)
+    assert (PROD, "eu-west-1", group) not in gone.world.engine.registry.instances  # terminated with the group
+    (deleted,) = [s for s in gone.world.stacks.by_place[(PROD, "eu-west-1")] if s.stackset == "rstudio-prod"]
+    steps = [(e.logical_id, e.resource_type, e.status) for e in deleted.events]
+    first_deletion = next(n for n, (_, _, status) in enumerate(steps) if status.startswith("DELETE"))
+    order = [(lid, kind) for lid, kind, status in steps[first_deletion:] if status == "DELETE_COMPLETE"]
+    position = {kind if kind.startswith("Custom::") else lid: n for n, (lid, kind) in enumerate(order)}
+    # the services stop before the protection is lifted, and it is lifted before the group goes
+    services = [n for n, (lid, _) in enumerate(order) if lid.endswith("RStudioService")]
+    assert len(services) == 3 and max(services) < position["Custom::AsgRelease"] < position["ContainerInstanceGroup"]
+
+
 def test_retiring_an_instance_deletes_its_compute_keeps_its_data_and_leaves_the_rest_alone(workdir, capsys):
     assert deploy.main(["deploy", "--sandbox", "--yes"]) == 0
     before = {name: (len(s.operations), s.body) for name, s in live_stacksets(sandbox(workdir)).items()}

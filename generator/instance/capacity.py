@@ -12,8 +12,9 @@ ECR, SSM and S3 endpoints): task traffic uses the tasks' own network interfaces 
 the bastion never reach the hosts. Root volumes are encrypted with the instance key, which therefore grants the Auto
 Scaling service-linked role its use (see grant_key_to_auto_scaling).
 
-Deleting the stack while an instance is protected from scale-in blocks the group's deletion: destroy first sets the
-RStudio services to zero tasks, so ECS lifts the protection, or removes the group by hand.
+ECS never lifts the scale-in protection of an instance once the capacity provider is gone, so CloudFormation could
+not delete the group: a custom resource lifts it on the way (generator/instance/asg_release.py), and the RStudio
+services depend on it so that they are deleted before it runs.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from troposphere.kms import Key
 
 from generator.common import skip_checkov
 from generator.iam import Allow, Statement, arn, conditions, document, kms_actions
+from generator.instance.asg_release import AsgRelease, add_asg_release
 from generator.instance.cluster import ClusterParts
 from generator.instance.network import Network
 from generator.instance.security_groups import HTTPS_PORT
@@ -75,6 +77,8 @@ class Ec2Capacity(NamedTuple):
     associations: Associations
     """Services on the capacity provider depend on it: the cluster only accepts the provider once associated."""
     security_group: SecurityGroup
+    release: AsgRelease
+    """Services on the capacity provider depend on it too: deleted after them, it lifts what would block the group."""
 
 
 def add_ec2_capacity(t: Template, cfg: Config, instance: str, network: Network, cluster_parts: ClusterParts,
@@ -87,7 +91,8 @@ def add_ec2_capacity(t: Template, cfg: Config, instance: str, network: Network, 
     template = add_launch_template(t, instance, instance_type, cluster_parts, key, group, profile)
     asg = add_auto_scaling_group(t, instance, network, template, len(rstudio_servers(cfg, instance)) + 1)
     provider, associations = add_capacity_provider(t, cluster_parts, asg)
-    return Ec2Capacity(provider, asg, template, role, associations, group)
+    release = add_asg_release(t, cfg, instance, asg, key)
+    return Ec2Capacity(provider, asg, template, role, associations, group, release)
 
 
 def add_instance_security_group(t: Template, instance: str, network: Network) -> SecurityGroup:

@@ -118,7 +118,7 @@ def add_rstudio(t: Template, cfg: Config, instance: str, network: Network, group
         definition = add_rstudio_task_definition(t, cfg, instance, server, log_group, execution_role, task_role, own,
                                                  storage, image_tag=image_tag)  # fmt: skip
         depends_on = [rules[server.key].title, exec_policy.title, *network.egress]
-        depends_on += [capacity.associations.title] if capacity else []
+        depends_on += [capacity.associations.title, capacity.release.title] if capacity else []
         depends_on += mount_dependencies(storage, "rstudio") if storage else []
         service = add_rstudio_service(t, cfg, instance, server, network, groups, cluster_parts, definition,
                                       target_groups[server.key], capacity, depends_on)  # fmt: skip

@@ -30,7 +30,7 @@ import awacs.ses
 import awacs.sts
 from awacs.aws import Condition, Principal, StringEquals
 from troposphere import AWSHelperFn, GetAtt, Output, Parameter, Ref, Sub, Template
-from troposphere.awslambda import Code, Environment, EventInvokeConfig, Function, LoggingConfig
+from troposphere.awslambda import Code, Environment, EventInvokeConfig, Function
 from troposphere.cloudformation import CustomResource
 from troposphere.iam import Policy as RolePolicy
 from troposphere.iam import Role
@@ -38,6 +38,7 @@ from troposphere.logs import LogGroup
 
 from generator.common import skip_checkov
 from generator.iam import Allow, Statement, document, regional_arn
+from generator.instance.inline import RESPONSE_TIMEOUT_SECONDS, FunctionLoggingConfig, inline_code
 from generator.instance.secrets import RStudioSecrets
 from generator.instance.servers import SHARED_ADMIN_USER, RStudioServer, shiny_host
 from generator.instance.tasks import add_log_group
@@ -46,26 +47,11 @@ from stacksets.config import Config, ConfigError
 from stacksets.naming import WELCOME_MAIL_FUNCTION, WELCOME_MAIL_UNDELIVERED
 
 HANDLER = Path(__file__).resolve().parents[2] / "lambda_src" / "welcome_email" / "handler.py"
-INLINE_CODE_LIMIT = 4096  # CloudFormation's limit for Code.ZipFile
-# CloudFormation fails the resource after this long without an answer, instead of waiting an hour.
-RESPONSE_TIMEOUT_SECONDS = 300
 ENVIRONMENT_LIMIT = 4096  # Lambda's limit for all of a function's environment variables together
 
 
 class WelcomeEmail(CustomResource):
     resource_type = "Custom::WelcomeEmail"
-
-
-class FunctionLoggingConfig(LoggingConfig):
-    # troposphere 4.11.1 lets a later, same-named class shadow Function's LoggingConfig, which drops LogFormat.
-    props = {**LoggingConfig.props, "LogFormat": (str, False)}
-
-
-def handler_code() -> str:
-    code = HANDLER.read_text(encoding="utf-8")
-    if len(code.encode()) >= INLINE_CODE_LIMIT:
-        raise ValueError(f"{HANDLER} is {len(code.encode())} bytes; inline Lambda code must stay under 4096")
-    return code
 
 
 def add_welcome_email(t: Template, cfg: Config, instance: str, key: Parameter, secrets: RStudioSecrets,
@@ -154,7 +140,7 @@ def add_welcome_function(t: Template, instance: str, role: Role, log_group: LogG
             Runtime="python3.12",
             Architectures=["arm64"],
             Handler="index.handler",
-            Code=Code(ZipFile=handler_code()),
+            Code=Code(ZipFile=inline_code(HANDLER)),
             Role=GetAtt(role, "Arn"),
             Timeout=120,
             MemorySize=128,

@@ -16,6 +16,10 @@ Rules (docs/aws_model.md):
   the sandbox; the scenario's `ses` lists what is verified (default: everything).
 - A response with Status FAILED fails the resource with its Reason (worded by the engine as CloudFormation does);
   no response at all fails it, as CloudFormation does after the ServiceTimeout.
+- Deleting the resource (stack deletion, rollback, replacement, removal by an update) sends a Delete request with
+  the resource's physical id and its last properties; its answer decides DELETE_COMPLETE or DELETE_FAILED (user
+  guide, crpg-ref-requesttypes-delete.html: the provider "must respond successfully to a delete request"). Update
+  requests are not sent.
 """
 
 from __future__ import annotations
@@ -34,10 +38,10 @@ if TYPE_CHECKING:
 RESPONSE_URL = "https://cloudformation-custom-resource-response.model.invalid/response"
 
 
-def run_custom_resource(model: AwsModel, stack: Any, logical_id: str, resource_type: str,
-                        properties: dict[str, Any], old: Any = None) -> tuple[bool, dict[str, Any], str]:  # fmt: skip
-    """(ok, data for GetAtt, reason) of a Create request to the function behind `ServiceToken`, or of an Update
-    request when `old` (the resource as it was) is given."""
+def run_custom_resource(model: AwsModel, stack: Any, logical_id: str, resource_type: str, properties: dict[str, Any],
+                        request: str = "Create", old: Any = None) -> tuple[bool, dict[str, Any], str]:
+    """(ok, data for GetAtt, reason) of a `request` (Create, Update or Delete) to the function behind `ServiceToken`;
+    `old` is the resource as it was (Update and Delete)."""
     function = _function(stack, properties.get("ServiceToken", ""))
     if function is None:
         return True, {}, ""  # not one of this stack's functions: nothing the model can run
@@ -53,12 +57,13 @@ def run_custom_resource(model: AwsModel, stack: Any, logical_id: str, resource_t
                                  "__builtins__": _builtins(model, stack, role, responses, environ)}  # fmt: skip
     exec(compile(code, f"<{function.logical_id} inline code>", "exec"), namespace)  # noqa: S102 - the template's code
     handler_name = str(function.properties.get("Handler", "index.handler")).rsplit(".", 1)[-1]
-    event = {"RequestType": "Create", "ResponseURL": RESPONSE_URL, "StackId": stack.stack_id,
-             "RequestId": f"{stack.name}-{logical_id}-{len(stack.events)}", "LogicalResourceId": logical_id,
+    event = {"RequestType": request, "ResponseURL": RESPONSE_URL, "StackId": stack.stack_id,
+             "RequestId": f"{stack.name}-{logical_id}-{request}-{len(stack.events)}", "LogicalResourceId": logical_id,
              "ResourceType": resource_type, "ResourceProperties": {k: v for k, v in properties.items()}}  # fmt: skip
     if old is not None:
-        event |= {"RequestType": "Update", "PhysicalResourceId": old.physical_id,
-                  "OldResourceProperties": {k: v for k, v in old.properties.items()}}  # fmt: skip
+        event["PhysicalResourceId"] = old.physical_id
+        if request == "Update":
+            event["OldResourceProperties"] = {k: v for k, v in old.properties.items()}
     namespace[handler_name](event, None)
     if not responses:
         return False, {}, f"CloudFormation did not receive a response from your Custom Resource ({logical_id})"

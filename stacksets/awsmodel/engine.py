@@ -8,7 +8,7 @@ CloudFormation parallelises independent resources; when one fails, the rest of i
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, Protocol
 
 from stacksets.awsmodel import engine_rules as rules
@@ -38,7 +38,7 @@ class Environment(Protocol):
     def quota(self, account: str, name: str) -> int: ...
     def take_fault(self, stackset: str, account: str, region: str, logical_id: str) -> str | None: ...
     def custom_resource(self, stack: Stack, logical_id: str, resource_type: str, properties: dict,
-                        old: Any = None) -> tuple[bool, dict, str]: ...
+                        request: str = "Create", old: Any = None) -> tuple[bool, dict, str]: ...
     def dns_delegated(self, domain: str) -> bool: ...
 
 
@@ -47,7 +47,8 @@ class DefaultEnvironment:
     """Defaults for tests and benchmarks. `faults` maps a logical id to [times left, reason]; `dns_registry`, when
     set, answers dns_delegated from the NS records in that world instead of saying yes to everything. Custom
     resources run no code here: they answer SUCCESS with `custom_data[logical id]` (the attributes a GetAtt may
-    ask for), or FAILED with `custom_failures[logical id]`."""
+    ask for), or FAILED with `custom_failures[logical id]` (`custom_delete_failures` for a Delete);
+    `custom_requests` records (request, logical id) in the order they were sent."""
 
     strict_creation_order: bool = False
     clock: float = 0.0
@@ -55,6 +56,8 @@ class DefaultEnvironment:
     faults: dict[str, list] = field(default_factory=dict)
     custom_failures: dict[str, str] = field(default_factory=dict)
     custom_data: dict[str, dict[str, str]] = field(default_factory=dict)
+    custom_delete_failures: dict[str, str] = field(default_factory=dict)
+    custom_requests: list[tuple[str, str]] = field(default_factory=list)
     dns_registry: Registry | None = None
 
     def now(self) -> float:
@@ -71,9 +74,12 @@ class DefaultEnvironment:
         return fault[1]
 
     def custom_resource(self, stack: Stack, logical_id: str, resource_type: str, properties: dict,
-                        old: Any = None) -> tuple[bool, dict, str]:
-        reason = self.custom_failures.get(logical_id)
-        return (False, {}, reason) if reason else (True, self.custom_data.get(logical_id, {}), "")
+                        request: str = "Create", old: Any = None) -> tuple[bool, dict, str]:
+        self.custom_requests.append((request, logical_id))
+        reason = (self.custom_delete_failures if request == "Delete" else self.custom_failures).get(logical_id)
+        if reason:
+            return False, {}, reason
+        return True, ({} if request == "Delete" else self.custom_data.get(logical_id, {})), ""
 
     def dns_delegated(self, domain: str) -> bool:
         return True if self.dns_registry is None else self.dns_registry.dns_delegated(domain)
@@ -144,7 +150,14 @@ class Registry:
     imports: dict[tuple[str, str, str], set[str]] = field(default_factory=dict)          # -> importing stack ids
     stacks: dict[str, Stack] = field(default_factory=dict)                               # live stacks by id
     delegations: dict[tuple[str, str], str] = field(default_factory=dict)   # (stack id, logical id) -> zone
+    instances: dict[tuple[str, str, str], list[rules.GroupInstance]] = field(default_factory=dict)  # by group key
     created: int = 0
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # a rehearsal kept by an earlier version lacks the fields added since; they start empty
+        missing = {f.name: f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
+                   for f in fields(self) if f.name not in state}  # fmt: skip
+        vars(self).update(missing, **state)
 
     def dns_delegated(self, domain: str) -> bool:
         domain = domain.rstrip(".").lower()

@@ -3,9 +3,11 @@ bookkeeping they need (exports, quotas, deletion refusals)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from stacksets.awsmodel.intrinsics import Template
+from stacksets.awsmodel.resources import digest
 
 if TYPE_CHECKING:
     from stacksets.awsmodel.engine import Registry, Resource, Stack
@@ -39,9 +41,10 @@ RULES: list[tuple[str, str, str]] = [
      "API PutResourcePolicy LimitExceededException"),
     ("acm", "A DNS-validated certificate completes only when every name's zone is delegated",
      "https://docs.aws.amazon.com/acm/latest/userguide/dns-validation.html"),
-    ("custom", "A custom resource's handler gets Create, and Update when its properties change; its Data becomes "
-     "the resource's attributes, and FAILED fails the resource with the handler's reason",
-     USER_GUIDE + "crpg-ref-requesttypes.html; " + USER_GUIDE + "crpg-ref-responses.html"),
+    ("custom", "A custom resource's handler gets Create, Update when its properties change, and Delete when it is "
+     "deleted; its Data becomes the resource's attributes; FAILED fails the resource with the handler's reason (a "
+     "Delete: DELETE_FAILED)", USER_GUIDE + "crpg-ref-requesttypes.html; " + USER_GUIDE + "crpg-ref-responses.html; "
+     + USER_GUIDE + "crpg-ref-requesttypes-delete.html"),
     ("exports", "Fn::ImportValue needs an export in the same account and Region; an export in use cannot be "
      "deleted or changed; export names are unique per account and Region",
      USER_GUIDE + "using-cfn-stack-exports.html"),
@@ -51,6 +54,13 @@ RULES: list[tuple[str, str, str]] = [
      "counted, and quota(elastic_ips_per_region) (5) Elastic IPs: the next fails VpcLimitExceeded / "
      "AddressLimitExceeded", "https://docs.aws.amazon.com/general/latest/gr/vpc-service.html (VPCs per Region); "
      "EC2 user guide \"Elastic IP address quota\"; EC2 API error codes VpcLimitExceeded, AddressLimitExceeded"),
+    ("asg-protection", "An ECS service on a capacity provider puts one instance per service (at most MaxSize) into "
+     "the provider's Auto Scaling group, protected from scale-in when the group has NewInstancesProtectedFromScaleIn "
+     "or the provider ManagedTerminationProtection ENABLED; only SetInstanceProtection lifts it. Deleting a group "
+     "while an instance is protected fails that resource (DELETE_FAILED)",
+     "aws/containers-roadmap#2862 (the flags ECS set \"are never removed\" when the capacity provider goes, which "
+     "\"blocks ASG deletion\"); aws-samples/aws-fault-injection-simulator-workshop#114 (the group's activity, quoted "
+     "as the reason); aws/aws-cdk#18179, #14732 (CloudFormation does not force-delete the group)"),
     ("vended-logs", "The first WAF logging configuration to a CloudWatch Logs log group in an account and Region takes "
      "one resource-policy slot: AWS adds the log-delivery resource policy, shared by later log groups",
      "https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/AWS-logs-infrastructure-CWL.html (\"AWS creates or "
@@ -65,6 +75,10 @@ DEFAULT_QUOTAS = {"lambda_concurrent_executions": 1000, "logs_resource_policies"
 DEFAULT_VPCS = 1  # every Region of an account starts with its default VPC
 LAMBDA_UNRESERVED_FLOOR = 100
 ATTACHMENT = "AWS::EC2::VPCGatewayAttachment"
+GROUP = "AWS::AutoScaling::AutoScalingGroup"
+# The group's scaling activity when CloudFormation sets it to zero (aws-samples/aws-fault-injection-simulator-workshop
+# #114); CloudFormation waits on it until its own timeout, the model fails the group at once.
+PROTECTED_GROUP = "Could not scale to desired capacity because all remaining instances are protected from scale-in."
 
 
 def partition(region: str) -> str:
@@ -198,7 +212,9 @@ def _lambda_refusal(run: Run, logical_id: str, wanted: int) -> str | None:
     return None
 
 
-def delete_refusal(resource: Resource) -> str | None:
+def delete_refusal(registry: Registry, stack: Stack, resource: Resource) -> str | None:
+    if resource.resource_type == GROUP:
+        return _protected_group(registry, stack, resource)
     if resource.resource_type != "AWS::ElasticLoadBalancingV2::LoadBalancer":
         return None
     for attribute in resource.properties.get("LoadBalancerAttributes", []):
@@ -251,3 +267,64 @@ def republish_exports(registry: Registry, stack: Stack) -> None:
             del registry.exports[key]
     for name, value in stack.exports.items():
         registry.exports[(stack.account, stack.region, name)] = (value, stack.stack_id)
+
+
+# --- rule "asg-protection" ---------------------------------------------------------------------------------------
+
+@dataclass
+class GroupInstance:
+    """An EC2 instance an Auto Scaling group launched for the tasks of one ECS service."""
+
+    instance_id: str
+    zone: str
+    protected: bool
+    service: str  # "<stack id>|<logical id>" of the service whose tasks it runs
+
+
+def group_key(account: str, region: str, name_or_arn: str) -> tuple[str, str, str]:
+    # AutoScalingGroupProvider.AutoScalingGroupArn takes the group's name or ARN (ECS API reference)
+    return account, region, str(name_or_arn).rsplit("autoScalingGroupName/", 1)[-1]
+
+
+def place_tasks(run: Run, logical_id: str, resource: Resource) -> None:
+    """A new ECS service on an EC2 capacity provider: its group launches an instance for its tasks, which managed
+    termination protection (or the group's NewInstancesProtectedFromScaleIn) protects from scale-in."""
+    if resource.resource_type != "AWS::ECS::Service" or int(resource.properties.get("DesiredCount", 1)) < 1:
+        return
+    stack, registry = run.stack, run.engine.registry
+    by_id = {r.physical_id: r for _, r in registry.resources(stack.account, stack.region)}
+    service = f"{stack.stack_id}|{logical_id}"
+    for item in resource.properties.get("CapacityProviderStrategy", []):
+        provider = by_id.get(str(item.get("CapacityProvider")))
+        if provider is None or provider.resource_type != "AWS::ECS::CapacityProvider":
+            continue  # FARGATE, FARGATE_SPOT or a provider the model does not know
+        settings = provider.properties.get("AutoScalingGroupProvider") or {}
+        key = group_key(stack.account, stack.region, settings.get("AutoScalingGroupArn", ""))
+        group = by_id.get(key[2])
+        instances = registry.instances.setdefault(key, [])
+        if group is None or any(i.service == service for i in instances) or \
+                len(instances) >= int(group.properties.get("MaxSize", 0)):  # fmt: skip
+            continue
+        protected = str(group.properties.get("NewInstancesProtectedFromScaleIn", "false")).lower() == "true" or \
+            settings.get("ManagedTerminationProtection") == "ENABLED"  # fmt: skip
+        zone = _zone(by_id, group, len(instances)) or f"{stack.region}a"
+        instance_id = "i-" + digest(service, str(len(instances)))[:17]
+        instances.append(GroupInstance(instance_id, zone, protected, service))
+        return
+
+
+def _zone(by_id: dict[str, Resource], group: Resource, index: int) -> str | None:
+    subnets = [by_id.get(str(s)) for s in group.properties.get("VPCZoneIdentifier", [])]
+    zones = [str(s.attributes.get("AvailabilityZone")) for s in subnets if s is not None]
+    return zones[index % len(zones)] if zones else None
+
+
+def _protected_group(registry: Registry, stack: Stack, resource: Resource) -> str | None:
+    instances = registry.instances.get(group_key(stack.account, stack.region, resource.physical_id), [])
+    return PROTECTED_GROUP if any(i.protected for i in instances) else None
+
+
+def terminate_instances(registry: Registry, stack: Stack, resource: Resource) -> None:
+    """A deleted group terminated its (unprotected) instances on the way."""
+    if resource.resource_type == GROUP:
+        registry.instances.pop(group_key(stack.account, stack.region, resource.physical_id), None)

@@ -138,7 +138,7 @@ class Run:
             resource = self.engine.new_resource(stack, self.template, logical_id, props, len(stack.events))
             resource.physical_id, resource.attributes, resource.name = old.physical_id, old.attributes, old.name
             if is_custom(resource_type):
-                ok, data, message = env.custom_resource(stack, logical_id, resource_type, props, old)
+                ok, data, message = env.custom_resource(stack, logical_id, resource_type, props, "Update", old)
                 if not ok:
                     return f"Received response status [FAILED] from custom resource. Message returned: {message}"
                 resource.attributes = dict(data)
@@ -158,6 +158,7 @@ class Run:
             if action == "create":
                 self.created_now.add(logical_id)
         stack.resources[logical_id] = resource
+        rules.place_tasks(self, logical_id, resource)
         self.log.append((logical_id, action, old))
         self._event(logical_id, "CREATE_COMPLETE" if action == "create" else "UPDATE_COMPLETE")
         return None
@@ -240,11 +241,12 @@ class Run:
             self._forget(resource)
             return True
         self._event(resource.logical_id, "DELETE_IN_PROGRESS", physical=resource.physical_id, kind=resource)
-        reason = rules.delete_refusal(resource)
+        reason = rules.delete_refusal(registry, stack, resource) or self._custom_delete(resource)
         if reason:
             self._event(resource.logical_id, "DELETE_FAILED", reason, physical=resource.physical_id, kind=resource)
             return False
         self._event(resource.logical_id, "DELETE_COMPLETE", physical=resource.physical_id, kind=resource)
+        rules.terminate_instances(registry, stack, resource)
         key = self.engine.name_key(stack, resource)
         if key is not None and registry.names.get(key) == stack.stack_id:
             del registry.names[key]
@@ -252,6 +254,13 @@ class Run:
             del registry.delegations[(stack.stack_id, resource.logical_id)]
         self._forget(resource)
         return True
+
+    def _custom_delete(self, resource: Resource) -> str | None:
+        if not is_custom(resource.resource_type):
+            return None
+        ok, _, message = self.engine.env.custom_resource(self.stack, resource.logical_id, resource.resource_type,
+                                                         resource.properties, "Delete", resource)
+        return None if ok else f"Received response status [FAILED] from custom resource. Message returned: {message}"
 
     def _forget(self, resource: Resource) -> None:
         if self.stack.resources.get(resource.logical_id) is resource:

@@ -23,6 +23,7 @@ from typing import Any, Callable
 from stacksets.aws import Clients
 from stacksets.awsmodel import adapter
 from stacksets.awsmodel.adapter import ModelError, ModelGap
+from stacksets.awsmodel.autoscaling import AutoScaling
 from stacksets.awsmodel.clock import ManualClock, SimClock
 from stacksets.awsmodel.custom import run_custom_resource
 from stacksets.awsmodel.engine import Stack, StackEngine
@@ -92,6 +93,7 @@ class World:
         self.images = Images(self)
         self.ses = Ses(self)
         self.secrets = Secrets(self)
+        self.autoscaling = AutoScaling(self)
         self.model: AwsModel | None = None  # set by AwsModel: custom resources call back into it
         self.faults = list(self.scenario.faults)
         self.remaining = [f.times for f in self.faults]  # what each fault has left to fire
@@ -160,9 +162,9 @@ class _Environment:
         return self.world.take_resource_fault(stackset, account, region, logical_id)
 
     def custom_resource(self, stack: Any, logical_id: str, resource_type: str, properties: dict,
-                        old: Any = None) -> tuple:  # fmt: skip
+                        request: str = "Create", old: Any = None) -> tuple:  # fmt: skip
         assert self.world.model is not None
-        return run_custom_resource(self.world.model, stack, logical_id, resource_type, properties, old)
+        return run_custom_resource(self.world.model, stack, logical_id, resource_type, properties, request, old)
 
     def dns_delegated(self, domain: str) -> bool:
         # ACM validates by a public DNS lookup, which finds the zone only once its parent delegates to it
@@ -304,6 +306,8 @@ class AwsModel:
         handlers[("ses", "get_identity_verification_attributes")] = w.ses.get_identity_verification_attributes
         handlers[("ses", "send_email")] = w.ses.send_email
         handlers[("secretsmanager", "get_secret_value")] = w.secrets.get_secret_value
+        for name in ("describe_auto_scaling_groups", "set_instance_protection"):
+            handlers[("autoscaling", name)] = getattr(w.autoscaling, name)
         return handlers
 
     # --- test and scenario knobs -----------------------------------------------------------------------------------
