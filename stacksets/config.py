@@ -26,6 +26,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from stacksets import naming
+from stacksets.ec2_types import INSTANCE_TYPES, TABLE_DATE
 from stacksets.errors import UserError
 
 
@@ -465,6 +466,9 @@ class ShinyAutoscaling(Model):
 
 
 class Shiny(Model):
+    enabled: bool = True
+    """false: the instance runs no Shiny Server (no service, host name, certificate name or Shiny task role); the app
+    folder stays, because RStudio users keep their apps there."""
     replicas: int = Field(default=2, ge=1, le=50)
     """Must lie between autoscaling.min and max, but sets no task count: Shiny is always autoscaled, so the
     templates leave the count to the scalable target (a new service starts at autoscaling.min, and a stack update
@@ -484,7 +488,19 @@ class Shiny(Model):
         return self
 
 
+class ServerSize(Model):
+    """One per-user server's own size; what it leaves out comes from the instance's rstudio settings."""
+
+    cpu: int | None = Field(default=None, ge=256)
+    """CPU units of this user's RStudio task (1024 = 1 vCPU)."""
+    memory: int | None = Field(default=None, ge=512)
+    """MiB of this user's RStudio task."""
+
+
 class User(Model):
+    rstudio: ServerSize | None = None
+    """per_user mode only: this user's server gets this size instead of rstudio.cpu and rstudio.memory, checked
+    against the instance's launch type (Fargate sizes, or what fits on ec2_instance_type)."""
     email: Email
     """Where the welcome e-mail goes."""
     uid: int = Field(ge=2000, le=50000)
@@ -636,6 +652,8 @@ class Config(Model):
                              "'<other instance>-zone' collide)")  # fmt: skip
         _no_overlapping_vpcs(self)
         for name in self.instances:
+            _server_sizes_fit(self, name)
+        for name in self.instances:
             _host_names_fit(self, name)
         return self
 
@@ -654,10 +672,57 @@ def _no_overlapping_vpcs(cfg: Config) -> None:
         by_account.setdefault(key, []).append((name, network))
 
 
+def server_size(settings: Instance, user: str | None) -> tuple[int, int]:
+    """(cpu, memory) of the server of `user` (None: the shared server): the user's override, else the instance's."""
+    own = settings.users[user].rstudio if user in settings.users else None
+    cpu = own.cpu if own and own.cpu is not None else settings.rstudio.cpu
+    memory = own.memory if own and own.memory is not None else settings.rstudio.memory
+    return cpu, memory
+
+
+def _server_sizes_fit(cfg: Config, name: str) -> None:
+    settings = cfg.instances[name]
+    rstudio = settings.rstudio
+    sized = {user for user, spec in settings.users.items() if spec.rstudio is not None}
+    if sized and rstudio.mode is not Mode.per_user:
+        raise _error("rstudio", f"instances.{name}.users.{min(sized)}.rstudio: a server size per user needs "
+                     "rstudio.mode per_user (in shared mode every user is on the one server)")  # fmt: skip
+    # The instance-level size only sizes a server when some user has no override (or in shared mode).
+    servers = {f"instances.{name}.users.{user}.rstudio": user for user in sorted(sized)}
+    if rstudio.mode is Mode.shared or set(settings.users) - sized:
+        servers = {f"instances.{name}.rstudio": None, **servers}
+    for key, user in servers.items():
+        cpu, memory = server_size(settings, user)
+        try:
+            if rstudio.launch_type is LaunchType.fargate:
+                _fargate_size(cpu, memory)
+            else:
+                _fits_instance_type(cpu, memory, str(rstudio.ec2_instance_type))
+        except PydanticCustomError as error:
+            raise _error("rstudio", f"{key}: {error.message()}") from None
+
+
+def _fits_instance_type(cpu: int, memory: int, instance_type: str) -> None:
+    """One RStudio task must fit on one container instance; ECS never splits a task across instances."""
+    spec = INSTANCE_TYPES.get(instance_type)
+    if spec is None:
+        families = sorted({known.split(".")[0] for known in INSTANCE_TYPES})
+        raise _error("ec2", f"ec2_instance_type {instance_type} is not in the table of instance types this tool "
+                     f"checks sizes against ({', '.join(families)}, {TABLE_DATE}; stacksets/ec2_types.py); use "
+                     "one of those")  # fmt: skip
+    if cpu > spec.task_cpu:
+        raise _error("ec2", f"cpu {cpu} does not fit on {instance_type} ({spec.vcpus} vCPU = {spec.task_cpu} "
+                     "units); lower cpu or choose a larger ec2_instance_type")  # fmt: skip
+    if memory > spec.task_memory:
+        raise _error("ec2", f"memory {memory} MiB does not fit on {instance_type}: of its {spec.memory_mib} MiB "
+                     f"an ECS task can reserve about {spec.task_memory} (the kernel and the ECS agent keep the "
+                     "rest); lower memory or choose a larger ec2_instance_type")  # fmt: skip
+
+
 def _host_names_fit(cfg: Config, name: str) -> None:
     # ACM refuses a certificate whose first domain name is longer than 64 characters.
     zone = naming.instance_zone_name(name, cfg.dns.subdomain, cfg.dns.base_domain)
-    labels = ["rstudio", "shiny"] + [f"{user}.rstudio" for user in cfg.instances[name].users]
+    labels = ["rstudio"] + (["shiny"] if cfg.instances[name].shiny.enabled else []) + [f"{user}.rstudio" for user in cfg.instances[name].users]
     for label in labels:
         host = f"{label}.{zone}"
         if len(host) > 64:

@@ -81,7 +81,8 @@ def test_per_user_mode_mails_each_user_their_own_server(cfg):
     assert props["Users"] == [{"User": "alice"}, {"User": "bob"}, {"User": "chen"}]
     assert 0 < props["ServiceTimeout"] <= 3600  # a lost response fails the stack in minutes, not after an hour
     env = resources["WelcomeEmailFunction"]["Properties"]["Environment"]["Variables"]
-    assert (env["SENDER"], env["INSTANCE"], env["SHINY_URL"]) == (SENDER, "prod", f"https://shiny.{ZONE}/")
+    assert (env["SENDER"], env["INSTANCE"]) == (SENDER, "prod")
+    assert f"Shiny: https://shiny.{ZONE}/\n" in env["SHINY"]
     assert json.loads(env["USERS"]) == {"alice": "alice@example.com", "bob": "bob@example.com",
                                         "chen": "chen.wei@example.com"}  # fmt: skip
     assert [env["URL"].format(user) for user in ("alice", "chen")] == [f"https://alice.rstudio.{ZONE}/",
@@ -275,6 +276,19 @@ def test_create_mails_every_user_their_url_and_password(cfg, aws, responses, cap
     assert request.get_header("Content-type") == ""  # the pre-signed URL is signed without one
     assert {r.__dict__.get("user") for r in caplog.records if r.getMessage() == "mail sent"} == set(PASSWORDS)
     assert_no_password_leaked(caplog, capsys, responses)
+
+
+def test_an_instance_without_shiny_mails_no_shiny_paragraph(example_data, monkeypatch, aws, responses):
+    example_data["instances"]["prod"]["shiny"] = {"enabled": False}
+    without = parse_config(example_data)
+    _, resources = build(without, "prod")
+    env = resources["WelcomeEmailFunction"]["Properties"]["Environment"]["Variables"]
+    assert env["SHINY"] == ""
+    monkeypatch.setenv("SHINY", env["SHINY"])
+    handler_module.handler(event("Create", user_props(without)), None)
+    bodies = [m.body for m in mails()]
+    assert len(bodies) == 3
+    assert all("Initial password: " in body and "Shiny" not in body and "shiny" not in body for body in bodies)
 
 
 def test_update_mails_only_users_that_are_new(cfg, aws, responses, caplog, capsys):

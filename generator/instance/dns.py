@@ -31,7 +31,7 @@ NAMES_PER_CERTIFICATE = 10
 
 class Certificates(NamedTuple):
     default: Certificate
-    """The HTTPS listener's default certificate; it always covers the Shiny host."""
+    """The HTTPS listener's default certificate; it covers the Shiny host when Shiny is enabled."""
     extra: list[Certificate]
     """Further certificates the listener serves by SNI (per-user instances with more than 9 users)."""
 
@@ -41,10 +41,12 @@ def zone_id(instance: str) -> ImportValue:
 
 
 def host_names(cfg: Config, instance: str) -> list[tuple[str, str]]:
-    """(key, host) for every host the ALB serves: Shiny first, then RStudio servers by their user's uid."""
+    """(key, host) for every host the ALB serves: Shiny first (when enabled), then RStudio servers by their user's
+    uid."""
     users = cfg.instances[instance].users
     servers = sorted(rstudio_servers(cfg, instance), key=lambda s: users[s.key].uid if s.key in users else 0)
-    return [("Shiny", shiny_host(cfg, instance))] + [(server.key, server.host) for server in servers]
+    shiny = [("Shiny", shiny_host(cfg, instance))] if cfg.instances[instance].shiny.enabled else []
+    return shiny + [(server.key, server.host) for server in servers]
 
 
 def certificate_groups(cfg: Config, instance: str) -> dict[str, list[str]]:

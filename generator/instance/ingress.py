@@ -72,8 +72,9 @@ class Ingress(NamedTuple):
     rstudio_target_groups: dict[str, TargetGroup]
     """Keyed by RStudioServer.key."""
     rstudio_rules: dict[str, ListenerRule]
-    shiny_target_group: TargetGroup
-    shiny_rule: ListenerRule
+    shiny_target_group: TargetGroup | None
+    shiny_rule: ListenerRule | None
+    """Both None when shiny.enabled is false."""
     access_log_bucket: Bucket
 
 
@@ -84,7 +85,8 @@ def add_ingress(t: Template, cfg: Config, instance: str, network: Network, group
     https = add_listeners(t, load_balancer, certificates)
     routes = {server.key: add_rstudio_route(t, cfg, instance, network, https, server)
               for server in rstudio_servers(cfg, instance)}  # fmt: skip
-    shiny_group, shiny_rule = add_shiny_route(t, cfg, instance, network, https)
+    shiny_group, shiny_rule = (add_shiny_route(t, cfg, instance, network, https)
+                               if cfg.instances[instance].shiny.enabled else (None, None))  # fmt: skip
     return Ingress(load_balancer, https, {key: group for key, (group, _) in routes.items()},
                    {key: rule for key, (_, rule) in routes.items()}, shiny_group, shiny_rule, bucket)  # fmt: skip
 

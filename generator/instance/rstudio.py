@@ -82,7 +82,7 @@ from generator.instance.tasks import (
     ecs_exec_statements,
     image,
 )
-from stacksets.config import Config, LaunchType
+from stacksets.config import Config, LaunchType, server_size
 
 SHARED_ADMIN_UID = 1000
 STOP_TIMEOUT_SECONDS = 120
@@ -167,6 +167,7 @@ def add_rstudio_task_definition(t: Template, cfg: Config, instance: str, server:
                                 own: dict[str, AWSHelperFn], storage: Storage | None = None, *,
                                 image_tag: str) -> TaskDefinition:  # fmt: skip
     settings = cfg.instances[instance].rstudio
+    cpu, memory = server_size(cfg.instances[instance], None if server.key == "shared" else server.key)
     volumes, mount_points = task_volumes(storage, rstudio_mounts(server)) if storage else ([], [])
     container = ContainerDefinition(
         Name="rstudio", Image=image(cfg, "rstudio", image_tag), Essential=True,
@@ -182,7 +183,7 @@ def add_rstudio_task_definition(t: Template, cfg: Config, instance: str, server:
     platform = {"RuntimePlatform": RuntimePlatform(OperatingSystemFamily="LINUX", CpuArchitecture="X86_64")}
     definition = TaskDefinition(
         server.id("TaskDefinition"), Family=f"rstudio-{instance}-{server.name}", NetworkMode="awsvpc",
-        Cpu=str(settings.cpu), Memory=str(settings.memory), RequiresCompatibilities=["FARGATE" if fargate else "EC2"],
+        Cpu=str(cpu), Memory=str(memory), RequiresCompatibilities=["FARGATE" if fargate else "EC2"],
         ExecutionRoleArn=GetAtt(execution_role, "Arn"), TaskRoleArn=GetAtt(task_role, "Arn"),
         ContainerDefinitions=[container], **(platform if fargate else {}), **({"Volumes": volumes} if storage else {}),
     )  # fmt: skip

@@ -26,7 +26,8 @@ ANYWHERE = {"IPv4": "0.0.0.0/0", "IPv6": "::/0"}
 class SecurityGroups(NamedTuple):
     alb: SecurityGroup
     rstudio: SecurityGroup
-    shiny: SecurityGroup
+    shiny: SecurityGroup | None
+    """None when shiny.enabled is false."""
     bastion: SecurityGroup | None
 
 
@@ -66,7 +67,8 @@ def allow_out(t: Template, title: str, group: SecurityGroup, port: int, descript
 def add_security_groups(t: Template, instance: str, settings: Instance, vpc: VPC) -> SecurityGroups:
     alb = add_group(t, "AlbSecurityGroup", instance, "load balancer", vpc)
     rstudio = add_group(t, "RStudioSecurityGroup", instance, "RStudio tasks", vpc)
-    shiny = add_group(t, "ShinySecurityGroup", instance, "Shiny tasks", vpc)
+    shiny = add_group(t, "ShinySecurityGroup", instance, "Shiny tasks", vpc) if settings.shiny.enabled else None
+    tasks = [("RStudio", rstudio)] + ([("Shiny", shiny)] if shiny is not None else [])
     bastion = add_group(t, "BastionSecurityGroup", instance, "SSH bastion", vpc) if settings.bastion.enabled else None
 
     for family, cidr in ANYWHERE.items():
@@ -74,13 +76,14 @@ def add_security_groups(t: Template, instance: str, settings: Instance, vpc: VPC
         http = allow(t, f"AlbHttpFrom{family}", alb, HTTP_PORT, "HTTP, redirected to HTTPS", cidr=cidr)
         skip_checkov(http, CKV_AWS_260="the HTTP listener only answers with a redirect to HTTPS")
     allow_out(t, "AlbToRStudio", alb, RSTUDIO_PORT, "RStudio targets", destination=rstudio)
-    allow_out(t, "AlbToShiny", alb, SHINY_PORT, "Shiny targets", destination=shiny)
     allow(t, "RStudioFromAlb", rstudio, RSTUDIO_PORT, "RStudio from the load balancer", source=alb)
-    allow(t, "ShinyFromAlb", shiny, SHINY_PORT, "Shiny from the load balancer", source=alb)
+    if shiny is not None:
+        allow_out(t, "AlbToShiny", alb, SHINY_PORT, "Shiny targets", destination=shiny)
+        allow(t, "ShinyFromAlb", shiny, SHINY_PORT, "Shiny from the load balancer", source=alb)
 
     # Tasks reach AWS APIs, ECR, CRAN and package mirrors through the NAT gateways: HTTPS, plus HTTP because Debian
     # and Ubuntu package mirrors serve signed packages over plain HTTP.
-    for task, group in (("RStudio", rstudio), ("Shiny", shiny)):
+    for task, group in tasks:
         for family, cidr in ANYWHERE.items():
             allow_out(t, f"{task}HttpsTo{family}", group, HTTPS_PORT, "AWS APIs, ECR, package repositories",
                       cidr=cidr)  # fmt: skip
@@ -89,7 +92,7 @@ def add_security_groups(t: Template, instance: str, settings: Instance, vpc: VPC
     if bastion is not None:
         for cidr in settings.bastion.allowed_cidrs:
             allow(t, logical_id("BastionSshFrom", cidr), bastion, SSH_PORT, f"SSH from {cidr}", cidr=cidr)
-        for task, group in (("RStudio", rstudio), ("Shiny", shiny)):
+        for task, group in tasks:
             allow(t, f"{task}SshFromBastion", group, SSH_PORT, "SSH from the bastion only", source=bastion)
             allow_out(t, f"BastionSshTo{task}", bastion, SSH_PORT, f"SSH to {task} tasks", destination=group)
         allow_out(t, "BastionHttpsToIPv4", bastion, HTTPS_PORT, "ECR, Secrets Manager, logs", cidr=ANYWHERE["IPv4"])

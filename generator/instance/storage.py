@@ -93,7 +93,8 @@ class FileSystemRef(NamedTuple):
 
 class TaskRoles(NamedTuple):
     rstudio: Role
-    shiny: Role
+    shiny: Role | None
+    """None when shiny.enabled is false: no Shiny home, no Shiny grant."""
 
 
 class Storage(NamedTuple):
@@ -123,8 +124,10 @@ def folders(cfg: Config, instance: str) -> list[Folder]:
     else:
         homes = [Folder(f"{HOME}/{name}", logical_id(name, "HomeAccessPoint"), f"/home/{name}", user.uid, user.uid,
                         "0700") for name, user in sorted(settings.users.items())]  # fmt: skip
-    return homes + [
-        Folder(SHINY_HOME, "ShinyHomeAccessPoint", "/shiny", SHINY_UID, SHINY_UID, "0750"),
+    # The app folder stays without Shiny: RStudio users keep (and may later publish) their apps there.
+    shiny = [Folder(SHINY_HOME, "ShinyHomeAccessPoint", "/shiny", SHINY_UID, SHINY_UID, "0750")]
+    shiny = shiny if settings.shiny.enabled else []
+    return homes + shiny + [
         Folder(APPS, "ShinyAppsAccessPoint", "/srv/shiny-server", 0, SHINY_APPS_GID, "3775"),
         Folder(HOURLY_SYNC, "HourlySyncAccessPoint", "/s3_data_sync/hourly_sync", 0, 0, "0755"),
         Folder(INSTANT_UPLOAD, "InstantUploadAccessPoint", "/s3_data_sync/instant_upload", 0, 0, "0755"),
@@ -156,7 +159,8 @@ def add_storage_security_groups(t: Template, instance: str, network: Network,
                                 groups: SecurityGroups) -> tuple[SecurityGroup, SecurityGroup]:  # fmt: skip
     efs_group = add_group(t, "FileSystemSecurityGroup", instance, "EFS mount targets", network.vpc)
     datasync = add_group(t, "DataSyncSecurityGroup", instance, "DataSync EFS locations", network.vpc)
-    for name, group in (("RStudio", groups.rstudio), ("Shiny", groups.shiny), ("DataSync", datasync)):
+    clients = [("RStudio", groups.rstudio)] + ([("Shiny", groups.shiny)] if groups.shiny is not None else [])
+    for name, group in [*clients, ("DataSync", datasync)]:
         allow(t, f"FileSystemNfsFrom{name}", efs_group, NFS_PORT, f"NFS from {name}", source=group)
         allow_out(t, f"{name}NfsToFileSystem", group, NFS_PORT, "NFS to the EFS mount targets", destination=efs_group)
     return efs_group, datasync
@@ -191,7 +195,7 @@ def mount_grant(file_system: FileSystemRef, access_points: list[AccessPoint], ac
 def add_grants(t: Template, file_system: FileSystemRef, access_points: dict[str, AccessPoint], roles: TaskRoles,
                datasync_role: Role) -> dict[str, PolicyType]:  # fmt: skip
     homes = [ap for name, ap in sorted(access_points.items()) if name.split("/")[0] == HOME]
-    apps, shiny_home = access_points[APPS], access_points[SHINY_HOME]
+    apps = access_points[APPS]
     sync = [access_points[name] for name in SYNC_FOLDERS]
     # The shared RStudio role may mount every home (the task definitions decide which home a server gets), as root,
     # who creates users and homes; the app folder as root too, whose start script repairs its group and mode
@@ -200,13 +204,12 @@ def add_grants(t: Template, file_system: FileSystemRef, access_points: dict[str,
                mount_grant(file_system, sync, [efs.ClientMount])]  # fmt: skip
     # Apps read-only; Shiny Server's root process looks into app folders before handing them to "shiny", and creates
     # the bookmark folder in its home (0750, owned by shiny), which a squashed root could not even enter.
-    shiny = [mount_grant(file_system, [apps], [efs.ClientMount, efs.ClientRootAccess]),
-             mount_grant(file_system, [shiny_home], CLIENT_ACTIONS)]  # fmt: skip
-    grants = {
-        "rstudio": ("RStudioTaskRoleEfsPolicy", roles.rstudio, rstudio),
-        "shiny": ("ShinyTaskRoleEfsPolicy", roles.shiny, shiny),
-        "datasync": ("DataSyncEfsRolePolicy", datasync_role, [mount_grant(file_system, sync, CLIENT_ACTIONS)]),
-    }
+    grants = {"rstudio": ("RStudioTaskRoleEfsPolicy", roles.rstudio, rstudio)}
+    if roles.shiny is not None:
+        shiny = [mount_grant(file_system, [apps], [efs.ClientMount, efs.ClientRootAccess]),
+                 mount_grant(file_system, [access_points[SHINY_HOME]], CLIENT_ACTIONS)]  # fmt: skip
+        grants["shiny"] = ("ShinyTaskRoleEfsPolicy", roles.shiny, shiny)
+    grants["datasync"] = ("DataSyncEfsRolePolicy", datasync_role, [mount_grant(file_system, sync, CLIENT_ACTIONS)])
     return {name: t.add_resource(PolicyType(title, PolicyName="efs-mount", Roles=[Ref(role)],
                                             PolicyDocument=document(*statements)))
             for name, (title, role, statements) in grants.items()}  # fmt: skip

@@ -48,6 +48,10 @@ from stacksets.naming import WELCOME_MAIL_FUNCTION, WELCOME_MAIL_UNDELIVERED
 
 HANDLER = Path(__file__).resolve().parents[2] / "lambda_src" / "welcome_email" / "handler.py"
 ENVIRONMENT_LIMIT = 4096  # Lambda's limit for all of a function's environment variables together
+SHINY_PARAGRAPH = """
+Shiny: https://{}/
+Shiny apps you save in /srv/shiny-server (one folder per app) are published there.
+"""
 
 
 class WelcomeEmail(CustomResource):
@@ -93,7 +97,9 @@ def welcome_environment(cfg: Config, instance: str, recipients: list[tuple[str, 
         raise ValueError(f"instance {instance}: the RStudio URLs follow no one pattern ({sorted(urls)})")
     environment = {
         "SENDER": str(settings.welcome_email.sender), "INSTANCE": instance,
-        "SHINY_URL": f"https://{shiny_host(cfg, instance)}/", "URL": next(iter(urls), ""),
+        # The mail's Shiny paragraph, empty when the instance runs no Shiny (the handler has no bytes to spare for
+        # the choice).
+        "SHINY": SHINY_PARAGRAPH.format(shiny_host(cfg, instance)) if settings.shiny.enabled else "", "URL": next(iter(urls), ""),
         "SECRET": user_password_secret_name(instance, "{}"),
         "USERS": json.dumps({user: settings.users[user].email for user, _ in recipients}, sort_keys=True,
                             separators=(",", ":")),

@@ -82,7 +82,8 @@ def build(cfg: Config, instance: str, image_tags: Mapping[str, str]) -> Template
     add_alias_records(t, cfg, instance, ingress.load_balancer)
     add_waf(t, cfg, instance, ingress.load_balancer, key)
 
-    shiny_role = add_shiny_task_role(t, instance, cluster, key)
+    shiny_on = settings.shiny.enabled
+    shiny_role = add_shiny_task_role(t, instance, cluster, key) if shiny_on else None
     storage = add_storage(t, cfg, instance, network, groups, stored.file_system, TaskRoles(roles.rstudio_task,
                                                                                             shiny_role))
     add_datasync(t, cfg, instance, network, storage, key, roles.datasync)
@@ -93,8 +94,9 @@ def build(cfg: Config, instance: str, image_tags: Mapping[str, str]) -> Template
     add_rstudio(t, cfg, instance, network, groups, cluster, key, roles.rstudio_task, secrets,
                 ingress.rstudio_target_groups, ingress.rstudio_rules, capacity, storage,
                 image_tag=image_tags["rstudio"])  # fmt: skip
-    add_shiny(t, cfg, instance, network, groups, cluster, key, ingress.load_balancer, ingress.shiny_target_group,
-              ingress.shiny_rule, storage, shiny_role, image_tag=image_tags["shiny"])  # fmt: skip
+    if shiny_on:
+        add_shiny(t, cfg, instance, network, groups, cluster, key, ingress.load_balancer, ingress.shiny_target_group,
+                  ingress.shiny_rule, storage, shiny_role, image_tag=image_tags["shiny"])  # fmt: skip
     add_welcome_email(t, cfg, instance, key, secrets, rstudio_servers(cfg, instance))
     add_bastion(t, cfg, instance, network, groups, cluster, key, stored.bastion_key, image_tag=image_tags["bastion"])
     add_outputs(t, cfg, instance, roles)
@@ -181,8 +183,9 @@ def add_outputs(t: Template, cfg: Config, instance: str, roles: Roles) -> list[O
     outputs = [
         Output("RStudioTaskRoleArn", Description="RStudio task role", Value=GetAtt(roles.rstudio_task, "Arn")),
         Output("DataSyncRoleArn", Description="DataSync S3 location role", Value=GetAtt(roles.datasync, "Arn")),
-        Output("ShinyUrl", Description="Shiny Server", Value=f"https://{shiny_host(cfg, instance)}/"),
     ]
+    if cfg.instances[instance].shiny.enabled:
+        outputs.append(Output("ShinyUrl", Description="Shiny Server", Value=f"https://{shiny_host(cfg, instance)}/"))
     outputs += [Output(server.id("Url"), Description=f"RStudio for {', '.join(server.users)}",
                        Value=f"https://{server.host}/") for server in rstudio_servers(cfg, instance)]  # fmt: skip
     return t.add_output(outputs)

@@ -72,7 +72,7 @@ def build(cfg: Config, instance: str) -> Template:
     key = add_key(t, instance)
     if cfg.instances[instance].rstudio.launch_type is LaunchType.ec2:
         grant_key_to_auto_scaling(key)
-    file_system = add_file_system(t, instance, key)
+    file_system = add_file_system(t, instance, key, shiny=cfg.instances[instance].shiny.enabled)
     passwords, cookie_keys = add_rstudio_secrets(t, cfg, instance, key)
     bastion_key = add_bastion_key_secret(t, instance, key) if cfg.instances[instance].bastion.enabled else None
     add_outputs(t, Storage(key, file_system, passwords, cookie_keys, bastion_key))
@@ -108,11 +108,13 @@ def add_key(t: Template, instance: str) -> Key:
     return key
 
 
-def file_system_policy(instance: str) -> PolicyDocument:
+def file_system_policy(instance: str, shiny: bool = True) -> PolicyDocument:
     """Guardrails only; the grants are the compute roles' identity policies (generator/instance/storage.py). The roles
     are named, not referenced: they belong to the compute stack, which may not exist (yet, or any more)."""
     everyone = Principal("AWS", "*")
-    roles = [naming.RSTUDIO_TASK_ROLE, naming.SHINY_TASK_ROLE, naming.DATASYNC_EFS_ROLE]
+    # Only roles the compute stack creates: without Shiny, a role of that name made later by anyone else in the
+    # account must not be able to mount.
+    roles = [naming.RSTUDIO_TASK_ROLE] + ([naming.SHINY_TASK_ROLE] if shiny else []) + [naming.DATASYNC_EFS_ROLE]
     return document(
         Statement(Sid="DenyInsecureTransport", Effect=Deny, Principal=everyone, Action=CLIENT_ACTIONS,
                   Condition=Condition(Bool("aws:SecureTransport", "false"))),
@@ -125,7 +127,7 @@ def file_system_policy(instance: str) -> PolicyDocument:
     )  # fmt: skip
 
 
-def add_file_system(t: Template, instance: str, key: Key) -> FileSystem:
+def add_file_system(t: Template, instance: str, key: Key, *, shiny: bool = True) -> FileSystem:
     return t.add_resource(retain(FileSystem(
         "FileSystem", Encrypted=True, KmsKeyId=GetAtt(key, "Arn"), BackupPolicy=BackupPolicy(Status="ENABLED"),
         # Data untouched for a month moves to Infrequent Access; the first read brings a file back.
@@ -133,7 +135,7 @@ def add_file_system(t: Template, instance: str, key: Key) -> FileSystem:
                            LifecyclePolicy(TransitionToPrimaryStorageClass="AFTER_1_ACCESS")],
         # Elastic throughput: package installs and DataSync bursts need no credits that idle homes would have to earn.
         PerformanceMode="generalPurpose", ThroughputMode="elastic",
-        FileSystemPolicy=file_system_policy(instance).JSONrepr(),
+        FileSystemPolicy=file_system_policy(instance, shiny).JSONrepr(),
         FileSystemTags=Tags(Name=f"rstudio-{instance}"),
     )))  # fmt: skip
 

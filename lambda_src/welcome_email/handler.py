@@ -19,10 +19,7 @@ your RStudio on {Instance} is ready.
 RStudio: {Url}
 User name: {User}
 Initial password: {password}
-
-Shiny: {ShinyUrl}
-Shiny apps you save in /srv/shiny-server (one folder per app) are published there.
-"""
+{Shiny}"""
 
 
 def _mail(user, address, secrets, ses):
@@ -31,7 +28,7 @@ def _mail(user, address, secrets, ses):
     try:
         password = secrets.get_secret_value(SecretId=env["SECRET"].format(user))["SecretString"]
         text = BODY.format(User=user, password=password, Instance=env["INSTANCE"], Url=env["URL"].format(user),
-                           ShinyUrl=env["SHINY_URL"])
+                           Shiny=env["SHINY"])
         ses.send_email(Source=env["SENDER"], Destination={"ToAddresses": [address]},
                        Message={"Subject": {"Data": f"Your RStudio on {env['INSTANCE']}"},
                                 "Body": {"Text": {"Data": text}}})
