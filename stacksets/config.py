@@ -722,7 +722,8 @@ def _fits_instance_type(cpu: int, memory: int, instance_type: str) -> None:
 def _host_names_fit(cfg: Config, name: str) -> None:
     # ACM refuses a certificate whose first domain name is longer than 64 characters.
     zone = naming.instance_zone_name(name, cfg.dns.subdomain, cfg.dns.base_domain)
-    labels = ["rstudio"] + (["shiny"] if cfg.instances[name].shiny.enabled else []) + [f"{user}.rstudio" for user in cfg.instances[name].users]
+    labels = ["rstudio"] + (["shiny"] if cfg.instances[name].shiny.enabled else [])
+    labels += [f"{user}.rstudio" for user in cfg.instances[name].users]
     for label in labels:
         host = f"{label}.{zone}"
         if len(host) > 64:

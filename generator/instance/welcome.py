@@ -99,7 +99,8 @@ def welcome_environment(cfg: Config, instance: str, recipients: list[tuple[str, 
         "SENDER": str(settings.welcome_email.sender), "INSTANCE": instance,
         # The mail's Shiny paragraph, empty when the instance runs no Shiny (the handler has no bytes to spare for
         # the choice).
-        "SHINY": SHINY_PARAGRAPH.format(shiny_host(cfg, instance)) if settings.shiny.enabled else "", "URL": next(iter(urls), ""),
+        "SHINY": SHINY_PARAGRAPH.format(shiny_host(cfg, instance)) if settings.shiny.enabled else "",
+        "URL": next(iter(urls), ""),
         "SECRET": user_password_secret_name(instance, "{}"),
         "USERS": json.dumps({user: settings.users[user].email for user, _ in recipients}, sort_keys=True,
                             separators=(",", ":")),
