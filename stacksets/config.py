@@ -180,6 +180,28 @@ def _schedule(value: str) -> str:
     return value
 
 
+# Writing R Extensions 1.1.1: letters, digits and dots, at least two characters, a letter first, no dot last.
+R_PACKAGE_PATTERN = r"^[A-Za-z][A-Za-z0-9.]*[A-Za-z0-9]$"
+# Debian Policy 5.6.1: lower-case letters, digits, + - and ., at least two characters, alphanumeric first.
+SYSTEM_PACKAGE_PATTERN = r"^[a-z0-9][a-z0-9+.-]+$"
+
+
+def _package(kind: str, pattern: str, rule: str):
+    def check(value: str) -> str:
+        if not re.fullmatch(pattern, value):
+            raise _error(kind, f"{value!r} is not a valid {rule}")
+        return value
+
+    return check
+
+
+def _unique(values: tuple[str, ...]) -> tuple[str, ...]:
+    doubles = sorted({value for value in values if values.count(value) > 1})
+    if doubles:
+        raise _error("duplicate", f"listed more than once: {', '.join(doubles)}")
+    return values
+
+
 def _schema(pattern: str | None = None, **extra: Any) -> WithJsonSchema:
     """What editors see for a custom-validated string (the validators themselves say more on error)."""
     schema: dict[str, Any] = {"type": "string", **extra}
@@ -191,6 +213,15 @@ def _schema(pattern: str | None = None, **extra: Any) -> WithJsonSchema:
 DNS_LABEL_PATTERN = "^[a-z](?:[a-z0-9-]*[a-z0-9])?$"
 AccountId = Annotated[str, BeforeValidator(_account_id), _schema(r"^\d{12}$")]
 Region = Annotated[str, AfterValidator(_region), _schema(enum=sorted(REGIONS))]
+RPackage = Annotated[str, AfterValidator(_package("r_package", R_PACKAGE_PATTERN,
+                                                  "CRAN package name (letters, digits and dots, a letter first)")),
+                     _schema(R_PACKAGE_PATTERN)]  # fmt: skip
+SystemPackage = Annotated[str, AfterValidator(_package("system_package", SYSTEM_PACKAGE_PATTERN,
+                                                       "Debian/Ubuntu package name (lower-case letters, digits, "
+                                                       "+ - and ., at least two characters)")),
+                          _schema(SYSTEM_PACKAGE_PATTERN)]  # fmt: skip
+RPackages = Annotated[tuple[RPackage, ...], AfterValidator(_unique)]
+SystemPackages = Annotated[tuple[SystemPackage, ...], AfterValidator(_unique)]
 InstanceName = Annotated[str, AfterValidator(_dns_label(16)), _schema(DNS_LABEL_PATTERN, maxLength=16)]
 UserName = Annotated[str, AfterValidator(_dns_label(32)), _schema(DNS_LABEL_PATTERN, maxLength=32)]
 DomainName = Annotated[str, AfterValidator(_domain), _schema(DOMAIN_NAME.pattern)]
@@ -341,6 +372,10 @@ class RStudioImage(Model):
     session_timeout_minutes: int = Field(default=120, ge=0, le=10080)
     """An idle R session is suspended to its user's home after this long and frees its memory; 0 never suspends."""
     log_level: LogLevel = "warn"
+    r_packages: RPackages = ()
+    """Extra CRAN packages installed into the image from its dated package snapshot (so pinned to that date)."""
+    system_packages: SystemPackages = ()
+    """Extra Ubuntu packages installed into the image first (for R packages that need their libraries)."""
 
 
 class ShinyImage(Model):
@@ -350,6 +385,10 @@ class ShinyImage(Model):
     """How long an app may take to start before its user sees an error."""
     app_idle_timeout_seconds: int = Field(default=300, ge=0, le=86400)
     """An app's R process stays this long after its last session closes, so a reload skips the start-up."""
+    r_packages: RPackages = ()
+    """Extra CRAN packages installed into the image from its dated package snapshot (so pinned to that date)."""
+    system_packages: SystemPackages = ()
+    """Extra Ubuntu packages installed into the image first (for R packages that need their libraries)."""
 
 
 class ImageBuild(Model):

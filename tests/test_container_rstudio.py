@@ -7,6 +7,7 @@ run was leaked by the script itself.
 
 from __future__ import annotations
 
+import configparser
 import os
 import secrets
 import shutil
@@ -63,6 +64,10 @@ PUBLIC_ENV = {
 }
 
 
+# Build-context path -> where the Dockerfile puts it, for the files the script reads at start.
+IMAGE_FILES = {"config/aws.config": "/opt/rstudio-fargate/aws.config", "examples/": "/opt/rstudio-fargate/examples/"}
+
+
 class Run(NamedTuple):
     root: Path
     result: subprocess.CompletedProcess[str]
@@ -82,6 +87,12 @@ def scratch(tmp_path: Path) -> tuple[Path, Path]:
     (root / "etc/group").write_text(GROUP)
     (root / "usr/local/lib/R/etc/Renviron.site").write_text(RENVIRON)
     (root / "srv/shiny-server").chmod(0o755)
+    for source, target in IMAGE_FILES.items():
+        if source.endswith("/"):
+            shutil.copytree(IMAGE / source, root / target.strip("/"))
+        else:
+            (root / target.strip("/")).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(IMAGE / source, root / target.strip("/"))
     fakes.mkdir()
     for name, body in FAKES.items():
         (fakes / name).write_text("#!/usr/bin/env bash\nset -euo pipefail\n" + body)
@@ -151,7 +162,9 @@ def test_per_user_server_creates_its_user_and_leaves_the_efs_home_alone(per_user
         per_user.commands
     )
     assert "chpasswd alice " in per_user.commands
-    assert not [command for command in per_user.commands if "home/alice" in command and command.startswith("chown")]
+    # Only the examples file it added is chowned; the home itself and what alice has in it are left as they are.
+    chowns = [command for command in per_user.commands if "home/alice" in command and command.startswith("chown")]
+    assert chowns == [f"chown 3001:3001 {per_user.root}/home/alice/athena_examples.R"]
     assert not [command for command in per_user.commands if "-R" in command.split()]
 
 
@@ -178,7 +191,8 @@ def test_shared_server_creates_missing_homes_only(shared: Run) -> None:
     for name, uid in {"dana": 2001, "jo-ann": 2003, "rstudio": 1000}.items():
         assert mode(root / "home" / name) == 0o700
         assert f"chown {uid}:{uid} {root}/home/{name}" in shared.commands
-    assert not [command for command in shared.commands if command.startswith("chown") and "home/erik" in command]
+    chowns = [command for command in shared.commands if command.startswith("chown") and "home/erik" in command]
+    assert chowns == [f"chown 2002:2002 {root}/home/erik/athena_examples.R"]
     assert mode(root / "home") == 0o755
     assert f"chown root:root {root}/home" in shared.commands
 
@@ -273,3 +287,71 @@ def test_rserver_reads_the_key_file_the_script_writes() -> None:
     assert options["www-port"] == "8787"
     assert options["auth-cookies-force-secure"] == "1"
     assert int(options["auth-minimum-user-id"]) > 999  # the shiny user must never sign in
+
+
+def test_image_copies_what_the_script_reads_where_the_script_reads_it() -> None:
+    copies = [line.split() for line in (IMAGE / "Dockerfile").read_text().splitlines() if line.startswith("COPY")]
+    for source, target in IMAGE_FILES.items():
+        assert [source, target] in [words[-2:] for words in copies]
+    script = SCRIPT.read_text()
+    assert 'aws_config_template="${root}/opt/rstudio-fargate/aws.config"' in script
+    assert 'examples_dir="${root}/opt/rstudio-fargate/examples"' in script
+
+
+def aws_config(root: Path) -> configparser.ConfigParser:
+    parser = configparser.ConfigParser()
+    parser.read_string((root / "etc/aws/config").read_text())
+    return parser
+
+
+def test_aws_config_assumes_the_instance_athena_role_from_the_task_role(per_user: Run) -> None:
+    assert per_user.result.returncode == 0, per_user.result.stderr
+    default = aws_config(per_user.root)["default"]
+    assert dict(default) == {"role_arn": PUBLIC_ENV["ATHENA_ROLE_ARN"], "credential_source": "EcsContainer",
+                             "region": PUBLIC_ENV["ATHENA_REGION"]}  # fmt: skip
+    assert mode(per_user.root / "etc/aws/config") == 0o644
+    assert "AWS_CONFIG_FILE=/etc/aws/config\n" in (IMAGE / "config/athena.Renviron").read_text()
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("ATHENA_ROLE_ARN", "arn:aws:iam::222222222222:role/x|e"),  # would end sed's s||| and inject a command
+    ("ATHENA_ROLE_ARN", "arn:aws:iam::222222222222:role/x\nrole_arn = arn:aws:iam::333333333333:role/y"),
+    ("ATHENA_REGION", "eu-west-1\n[profile other]"),
+])  # fmt: skip
+def test_malformed_athena_settings_fail_before_any_config_is_written(tmp_path: Path, name: str, value: str) -> None:
+    env = {"PASSWORD_ALICE": secret(), "SECURE_COOKIE_KEY": secret(), name: value}
+    run = run_script(tmp_path, "alice:3001", env)
+    assert run.result.returncode == 1
+    assert name in run.result.stderr
+    assert not (run.root / "etc/aws/config").exists()
+
+
+def test_examples_reach_new_homes_and_never_replace_a_users_file(tmp_path: Path) -> None:
+    def homes(root: Path) -> None:  # erik edited his copy; jo-ann deleted hers and left a dangling link in its place
+        (root / "home/erik").mkdir(mode=0o700)
+        (root / "home/erik/athena_examples.R").write_text("my own version\n")
+        (root / "home/jo-ann").mkdir(mode=0o700)
+        (root / "home/jo-ann/athena_examples.R").symlink_to(root / "nowhere")
+
+    env = {"PASSWORD_DANA": secret(), "PASSWORD_ERIK": secret(), "PASSWORD_JO_ANN": secret(),
+           "SECURE_COOKIE_KEY": secret()}  # fmt: skip
+    run = run_script(tmp_path, "dana:2001 erik:2002 jo-ann:2003", env, homes)
+    assert run.result.returncode == 0, run.result.stderr
+    copied = run.root / "home/dana/athena_examples.R"
+    assert copied.read_text() == (IMAGE / "examples/athena_examples.R").read_text()
+    assert mode(copied) == 0o644
+    assert f"chown 2001:2001 {copied}" in run.commands
+    assert (run.root / "home/erik/athena_examples.R").read_text() == "my own version\n"
+    assert (run.root / "home/jo-ann/athena_examples.R").is_symlink()
+    assert not (run.root / "nowhere").exists()
+
+
+def test_examples_need_no_credentials_and_use_the_instance_settings() -> None:
+    text = (IMAGE / "examples/athena_examples.R").read_text()
+    for library in ("noctua::athena()", "RJDBC::JDBC(", "paws::s3("):
+        assert library in text
+    for variable in ("ATHENA_WORKGROUP", "ATHENA_REGION", "ATHENA_JDBC_DRIVER", "ATHENA_JDBC_JAR"):
+        assert f'Sys.getenv("{variable}")' in text
+    assert "CredentialsProvider=ProfileCredentials;ProfileName=default" in text
+    for forbidden in ("aws_access_key_id", "AWS_SECRET", "role_arn =", "SecretKey", "AccessKey"):
+        assert forbidden not in text
