@@ -182,8 +182,9 @@ def add_outputs(t: Template, cfg: Config, instance: str, roles: Roles) -> list[O
     """Where users go, and what the orchestrator and later readers of the stack need; nothing in the account imports
     them, so there are no exports."""
     servers = {server.key: server for server in rstudio_servers(cfg, instance)}
-    outputs = [Output(servers[key].id("TaskRoleArn"), Description=f"Task role of {servers[key].host}",
-                      Value=GetAtt(role, "Arn")) for key, role in roles.rstudio_tasks.items()]  # fmt: skip
+    outputs = [Output(servers[key].id("TaskRoleArn"), Value=GetAtt(role, "Arn"),
+                      Description="RStudio task role" if key == "shared" else f"Task role of {servers[key].host}")
+               for key, role in roles.rstudio_tasks.items()]  # fmt: skip
     outputs += [
         Output("DataSyncRoleArn", Description="DataSync S3 location role", Value=GetAtt(roles.datasync, "Arn")),
         Output("ShinyUrl", Description="Shiny Server", Value=f"https://{shiny_host(cfg, instance)}/"),
