@@ -62,7 +62,8 @@ FARGATE_SIZES: dict[int, tuple[int, ...]] = {
     16384: tuple(range(32768, 122880 + 1, 8192)),
 }
 
-# Each per-user RStudio server adds about ten resources to the instance template (CloudFormation allows 500).
+# Each per-user RStudio server adds ten resources to the instance template, its own task role and EFS grant among
+# them; 32 come to about 470 in the example's prod (CloudFormation allows 500; tests/test_stack_instance.py builds it).
 MAX_PER_USER_SERVERS = 32
 
 # Names that would collide with accounts the images create, or that read as something else in a host name.

@@ -14,9 +14,9 @@ from generator import naming
 from generator.iam import role_arn
 from generator.stacks import storage
 from generator.stacks.instance import build
-from stacksets.config import Config, parse_config
+from stacksets.config import MAX_PER_USER_SERVERS, Config, parse_config
 from stacksets.naming import instance_stackset
-from stacksets.template_checks import lint_template
+from stacksets.template_checks import check_template, lint_template
 from tests.instance_parts import IMAGE_TAGS
 
 DATA_ACCOUNT = "444444444444"
@@ -73,6 +73,17 @@ def test_the_longest_names_the_config_allows_still_fit_iam_role_names(example_da
     names = [r["Properties"]["RoleName"] for r in rstudio_task_roles(resources(parse_config(example_data),
                                                                                  instance)).values()]  # fmt: skip
     assert names == [f"rstudio-{instance}-user-{user}"] and len(names[0]) <= 64
+
+
+@pytest.mark.slow
+def test_the_most_per_user_servers_the_config_allows_fit_in_one_template(example_data):
+    """Each server brings its own task role and EFS grant; the cap must still leave the template under 500 resources
+    and 1 MB, on the EC2 launch type with the bastion (the example's prod), the larger variant."""
+    example_data["instances"]["prod"]["users"] = {f"user{i:02d}": {"email": f"u{i}@example.com", "uid": 3001 + i}
+                                                  for i in range(MAX_PER_USER_SERVERS)}  # fmt: skip
+    template = build(parse_config(example_data), "prod", IMAGE_TAGS)
+    findings = [f for f in check_template("rstudio-prod", template.to_yaml()) if f.rule == "size"]
+    assert findings == [] and len(template.resources) > 400  # the cap is not far too low either
 
 
 @pytest.mark.parametrize("instance,role", [("dev", "RStudioTaskRole"), ("prod", "AliceRStudioTaskRole")])
