@@ -49,16 +49,18 @@ def role_arn_text(account: str, name: str) -> str:
     return f"arn:${{AWS::Partition}}:iam::{account}:role/{name}"
 
 
-def named_role_principal(account: str, role: str) -> tuple[Principal, Condition]:
-    """Principal and condition granting exactly one role of another account.
+def named_role_principal(account: str, role: str, *more: str) -> tuple[Principal, Condition]:
+    """Principal and condition granting exactly one role of another account (or exactly these few).
 
     A policy naming the role ARN as principal fails to deploy while the role does not exist yet, and the data
     account deploys before the instance accounts; the account root plus an `aws:PrincipalArn` condition grants
-    the same single role without that ordering trap.
+    the same single role without that ordering trap. Several roles are one ArnEquals with a list: IAM matches a
+    condition key against a list of values with OR.
     """
+    arns = [Sub(role_arn_text(account, name)) for name in (role, *more)]
     return (
         AWSPrincipal(account_root(account)),  # type: ignore[arg-type]
-        Condition(ArnEquals("aws:PrincipalArn", Sub(role_arn_text(account, role)))),
+        Condition(ArnEquals("aws:PrincipalArn", arns if more else arns[0])),
     )
 
 

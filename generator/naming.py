@@ -17,10 +17,20 @@ def role_name(instance: str, purpose: str) -> str:
 
 # Roles in the instance account that other accounts' templates grant access to.
 RSTUDIO_TASK_ROLE = "rstudio-task"
+"""The shared server's task role; a per-user server's is rstudio_user_role(user)."""
 DATASYNC_ROLE = "datasync-s3"
 # Roles the file-system policy in the storage StackSet names: that policy must not depend on the compute stack.
 SHINY_TASK_ROLE = "shiny-task"
 DATASYNC_EFS_ROLE = "datasync-efs"
+
+
+def rstudio_user_role(user: str) -> str:
+    """Purpose part of a per-user RStudio server's task role: "user-alice". Not "rstudio-<user>" like the server's
+    other names: rstudio-<16-character instance>-rstudio-<32-character user> would be 65 characters, and IAM role
+    names end at 64."""
+    return f"user-{user}"
+
+
 # Roles in the data account.
 ATHENA_ROLE = "athena"
 EVENT_FORWARDER_ROLE = "event-forwarder"

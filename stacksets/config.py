@@ -63,7 +63,8 @@ FARGATE_SIZES: dict[int, tuple[int, ...]] = {
     16384: tuple(range(32768, 122880 + 1, 8192)),
 }
 
-# Each per-user RStudio server adds about ten resources to the instance template (CloudFormation allows 500).
+# Each per-user RStudio server adds ten resources to the instance template, its own task role and EFS grant among
+# them; 32 come to about 470 in the example's prod (CloudFormation allows 500; tests/test_stack_instance.py builds it).
 MAX_PER_USER_SERVERS = 32
 
 # Names that would collide with accounts the images create, or that read as something else in a host name.
@@ -564,6 +565,9 @@ class Bastion(Model):
     def _reachable(self) -> Bastion:
         if self.enabled and not self.allowed_cidrs:
             raise _error("bastion", "an enabled bastion needs allowed_cidrs (the networks SSH may come from)")
+        if len(set(self.allowed_cidrs)) != len(self.allowed_cidrs):
+            # each range is one security-group rule whose logical id comes from it
+            raise _error("bastion", "allowed_cidrs lists a range twice; list each once")
         if "0.0.0.0/0" in self.allowed_cidrs:
             raise _error("bastion", "allowed_cidrs must not contain 0.0.0.0/0: SSH would be open to the internet")
         return self

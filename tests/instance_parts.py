@@ -28,12 +28,13 @@ class Groundwork(NamedTuple):
     network: Network
     groups: SecurityGroups
     cluster: ClusterParts
-    rstudio_task_role: object
+    rstudio_task_roles: dict[str, object]
+    """By RStudioServer.key."""
 
 
 def groundwork(cfg: Config, instance: str) -> Groundwork:
     """A template holding what every group builds on: the stored data's parameters (key, file system, secrets),
-    VPC, security groups, cluster, RStudio task role."""
+    VPC, security groups, cluster, RStudio task roles."""
     settings = cfg.instances[instance]
     t = new_template("test template")
     stored = add_stored_data(t, cfg, instance)
@@ -41,8 +42,8 @@ def groundwork(cfg: Config, instance: str) -> Groundwork:
     network = add_network(t, instance, settings, key)
     groups = add_security_groups(t, instance, settings, network.vpc)
     cluster = add_cluster(t, instance, key, settings.logs.retention_days)
-    task_role = instance_module.add_rstudio_task_role(t, cfg, instance)
-    return Groundwork(t, key, stored, network, groups, cluster, task_role)
+    task_roles = instance_module.add_rstudio_task_roles(t, cfg, instance)
+    return Groundwork(t, key, stored, network, groups, cluster, task_roles)
 
 
 def stack_log_group_name(name: str) -> dict[str, Any]:

@@ -117,6 +117,9 @@ BAD_CONFIGS = [
      "instances.prod.waf.allow_ipv4.1", "not a CIDR"),
     ("bastion-open", set_path("instances.prod.bastion.allowed_cidrs", ["0.0.0.0/0"]), "instances.prod.bastion",
      "internet"),
+    # found by test_config_fuzz: a repeated range gave two security-group rules the same logical id
+    ("bastion-twice", set_path("instances.prod.bastion.allowed_cidrs", ["203.0.113.0/24", "203.0.113.0/24"]),
+     "instances.prod.bastion", "twice"),
     ("bastion-no-cidrs", set_path("instances.prod.bastion.allowed_cidrs", []), "instances.prod.bastion",
      "allowed_cidrs"),
     ("log-retention", set_path("instances.dev.logs.retention_days", 31), "instances.dev.logs.retention_days",

@@ -247,7 +247,7 @@ def test_with_the_real_storage_the_locations_use_its_sync_points_role_and_group(
     g = groundwork(cfg, "prod")
     shiny_role = g.template.add_resource(Role("StandInShinyTaskRole", AssumeRolePolicyDocument=document()))
     storage = add_storage(g.template, cfg, "prod", g.network, g.groups, g.stored.file_system,
-                          TaskRoles(g.rstudio_task_role, shiny_role))  # fmt: skip
+                          TaskRoles(g.rstudio_task_roles, shiny_role))  # fmt: skip
     s3_role = instance_module.add_datasync_role(g.template, cfg, "prod")
     add_datasync(g.template, cfg, "prod", g.network, storage, g.key, s3_role)
     resources = g.template.to_dict()["Resources"]

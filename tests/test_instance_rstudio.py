@@ -54,7 +54,7 @@ def build_rstudio(cfg, instance: str) -> dict[str, Any]:
     secrets = g.stored.secrets
     on_ec2 = cfg.instances[instance].rstudio.launch_type is LaunchType.ec2
     capacity = add_ec2_capacity(g.template, cfg, instance, g.network, g.cluster, g.key) if on_ec2 else None
-    add_rstudio(g.template, cfg, instance, g.network, g.groups, g.cluster, g.key, g.rstudio_task_role, secrets,
+    add_rstudio(g.template, cfg, instance, g.network, g.groups, g.cluster, g.key, g.rstudio_task_roles, secrets,
                 target_groups, rules, capacity, image_tag=IMAGE_TAGS["rstudio"])  # fmt: skip
     return g.template.to_dict()["Resources"]
 
@@ -275,24 +275,25 @@ def test_capacity_must_match_the_launch_type(cfg):
     g = groundwork(cfg, "dev")
     secrets = g.stored.secrets
     with pytest.raises(ValueError, match="exactly when"):
-        add_rstudio(g.template, cfg, "dev", g.network, g.groups, g.cluster, g.key, g.rstudio_task_role, secrets,
+        add_rstudio(g.template, cfg, "dev", g.network, g.groups, g.cluster, g.key, g.rstudio_task_roles, secrets,
                     {}, {}, capacity=object(), image_tag=IMAGE_TAGS["rstudio"])  # type: ignore[arg-type]  # fmt: skip
 
 
-def test_task_role_gains_only_the_separate_ecs_exec_policy(cfg):
-    untouched = groundwork(cfg, "prod").template.to_dict()["Resources"]["RStudioTaskRole"]
+def test_task_roles_gain_only_the_separate_ecs_exec_policy(cfg):
+    roles = [f"{user.title()}RStudioTaskRole" for user in USERS]
+    untouched = groundwork(cfg, "prod").template.to_dict()["Resources"]
     resources = build_rstudio(cfg, "prod")
-    assert resources["RStudioTaskRole"] == untouched
+    assert {role: resources[role] for role in roles} == {role: untouched[role] for role in roles}
     policies = of_type(resources, "AWS::IAM::Policy")
     assert list(policies) == ["RStudioTaskRoleEcsExecPolicy"]
     policy = policies["RStudioTaskRoleEcsExecPolicy"]["Properties"]
-    assert policy["Roles"] == [{"Ref": "RStudioTaskRole"}]
+    assert policy["Roles"] == [{"Ref": role} for role in roles]
     actions = {a for s in policy["PolicyDocument"]["Statement"] for a in s["Action"]}
     assert "ssmmessages:OpenDataChannel" in actions
     assert {a.split(":")[0] for a in actions} == {"ssmmessages", "logs", "kms"}
     for user in USERS:
         definition = resources[f"{user.title()}RStudioTaskDefinition"]["Properties"]
-        assert definition["TaskRoleArn"] == {"Fn::GetAtt": ["RStudioTaskRole", "Arn"]}
+        assert definition["TaskRoleArn"] == {"Fn::GetAtt": [f"{user.title()}RStudioTaskRole", "Arn"]}
         assert "RStudioTaskRoleEcsExecPolicy" in resources[f"{user.title()}RStudioService"]["DependsOn"]
 
 

@@ -38,12 +38,12 @@ def build(cfg, instance: str) -> Template:
     t = g.template
     shiny_role = add_shiny_task_role(t, instance, g.cluster, g.key)
     storage = add_storage(t, cfg, instance, g.network, g.groups, g.stored.file_system,
-                          TaskRoles(g.rstudio_task_role, shiny_role))  # fmt: skip
+                          TaskRoles(g.rstudio_task_roles, shiny_role))  # fmt: skip
     ingress = add_ingress(t, cfg, instance, g.network, g.groups, add_certificates(t, cfg, instance))
     secrets = g.stored.secrets
     on_ec2 = cfg.instances[instance].rstudio.launch_type is LaunchType.ec2
     capacity = add_ec2_capacity(t, cfg, instance, g.network, g.cluster, g.key) if on_ec2 else None
-    add_rstudio(t, cfg, instance, g.network, g.groups, g.cluster, g.key, g.rstudio_task_role, secrets,
+    add_rstudio(t, cfg, instance, g.network, g.groups, g.cluster, g.key, g.rstudio_task_roles, secrets,
                 ingress.rstudio_target_groups, ingress.rstudio_rules, capacity, storage,
                 image_tag=IMAGE_TAGS["rstudio"])  # fmt: skip
     add_shiny(t, cfg, instance, g.network, g.groups, g.cluster, g.key, ingress.load_balancer,
@@ -170,15 +170,16 @@ def test_shiny_serves_apps_read_only_and_keeps_shared_state_in_its_home(dev):
     }  # fmt: skip
 
 
-def test_rstudio_role_reaches_homes_as_root_and_nothing_of_shiny(prod):
-    found = grants(prod, "RStudioTaskRoleEfsPolicy")
+@pytest.mark.parametrize("user", USERS)
+def test_a_per_user_role_reaches_its_own_home_as_root_and_nothing_of_shiny(prod, user):
+    policy = f"{user.title()}RStudioTaskRoleEfsPolicy"
+    found = grants(prod, policy)
     every = {"elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite", "elasticfilesystem:ClientRootAccess"}
-    assert {ap: found[ap] for ap in found if ap.endswith("HomeAccessPoint")} == {
-        f"{user.title()}HomeAccessPoint": every for user in USERS
-    }
+    homes = {ap: found[ap] for ap in found if ap.endswith("HomeAccessPoint")}
+    assert homes == {f"{user.title()}HomeAccessPoint": every}
     assert found["ShinyAppsAccessPoint"] == every  # the start script (root) repairs the folder's group and mode
     assert "ShinyHomeAccessPoint" not in found
-    assert prod["RStudioTaskRoleEfsPolicy"]["Properties"]["Roles"] == [{"Ref": "RStudioTaskRole"}]
+    assert prod[policy]["Properties"]["Roles"] == [{"Ref": f"{user.title()}RStudioTaskRole"}]
 
 
 def test_file_system_is_encrypted_with_the_instance_key_backed_up_and_retained(cfg, templates, dev):
@@ -252,7 +253,8 @@ def test_datasync_efs_role_is_trusted_by_datasync_of_this_account(dev):
 
 
 @pytest.mark.parametrize("instance,service,grant", [
-    ("dev", "RStudioService", "RStudioTaskRoleEfsPolicy"), ("prod", "ChenRStudioService", "RStudioTaskRoleEfsPolicy"),
+    ("dev", "RStudioService", "RStudioTaskRoleEfsPolicy"),
+    ("prod", "ChenRStudioService", "ChenRStudioTaskRoleEfsPolicy"),
     ("dev", "ShinyService", "ShinyTaskRoleEfsPolicy")])  # fmt: skip
 def test_services_start_only_once_their_mount_rights_and_mount_targets_exist(templates, instance, service, grant):
     resources = templates[instance]["Resources"]

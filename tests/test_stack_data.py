@@ -171,12 +171,19 @@ def test_key_lets_the_datasync_role_decrypt_only_through_s3(resources):
     assert resources["DevDataKeyAlias"]["Properties"]["AliasName"] == "alias/rstudio-dev-data"
 
 
-def test_athena_role_trusts_exactly_the_instance_task_role(resources):
+def test_athena_role_trusts_exactly_the_instance_task_roles(resources):
+    role = resources["DevAthenaRole"]["Properties"]
+    [trust] = role["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == role_principal(ACCOUNTS["dev"])
+    assert trust["Condition"] == principal_arn(ACCOUNTS["dev"], "rstudio-dev-rstudio-task")  # shared mode: one
     role = resources["ProdAthenaRole"]["Properties"]
     assert role["RoleName"] == "rstudio-prod-athena"
     [trust] = role["AssumeRolePolicyDocument"]["Statement"]
     assert trust["Principal"] == role_principal(ACCOUNTS["prod"])
-    assert trust["Condition"] == principal_arn(ACCOUNTS["prod"], "rstudio-prod-rstudio-task")
+    # Per-user mode: each server's role, by name.
+    assert trust["Condition"] == {"ArnEquals": {"aws:PrincipalArn": [
+        sub(f"arn:${{AWS::Partition}}:iam::{ACCOUNTS['prod']}:role/rstudio-prod-user-{user}")
+        for user in ("alice", "bob", "chen")]}}  # fmt: skip
     assert "sts:AssumeRole" in trust["Action"]
 
 

@@ -14,12 +14,13 @@ from generator import naming
 from generator.iam import role_arn
 from generator.stacks import storage
 from generator.stacks.instance import build
-from stacksets.config import Config, parse_config
+from stacksets.config import MAX_PER_USER_SERVERS, Config, parse_config
 from stacksets.naming import instance_stackset
-from stacksets.template_checks import lint_template
+from stacksets.template_checks import check_template, lint_template
 from tests.instance_parts import IMAGE_TAGS
 
 DATA_ACCOUNT = "444444444444"
+PROD_USERS = ("alice", "bob", "chen")  # per-user mode in the example config
 FOUNDATION = ("RStudioTaskRole", "DataSyncRole", "DataAccountEventBusPolicy")
 KEY = ("InstanceKey", "InstanceKeyAlias")  # in the storage StackSet
 
@@ -46,20 +47,48 @@ def trust(role: dict[str, Any]) -> dict[str, Any]:
     return statement
 
 
+def rstudio_task_roles(found: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {name: r for name, r in found.items() if r["Type"] == "AWS::IAM::Role" and name.endswith("RStudioTaskRole")}
+
+
 def test_role_names_are_the_ones_the_data_account_trusts(cfg):
+    names = {name: r["Properties"]["RoleName"] for name, r in rstudio_task_roles(resources(cfg, "dev")).items()}
+    assert names == {"RStudioTaskRole": "rstudio-dev-rstudio-task"}
+    # Per-user mode: a role per server, no shared one.
     prod = resources(cfg, "prod")
-    assert prod["RStudioTaskRole"]["Properties"]["RoleName"] == "rstudio-prod-rstudio-task"
+    names = {name: r["Properties"]["RoleName"] for name, r in rstudio_task_roles(prod).items()}
+    assert names == {f"{user.title()}RStudioTaskRole": f"rstudio-prod-user-{user}" for user in PROD_USERS}
     assert prod["DataSyncRole"]["Properties"]["RoleName"] == "rstudio-prod-datasync-s3"
     for instance in ("dev", "prod"):
         found = resources(cfg, instance)
-        assert found["RStudioTaskRole"]["Properties"]["RoleName"] == naming.role_name(
-            instance, naming.RSTUDIO_TASK_ROLE
-        )
         assert found["DataSyncRole"]["Properties"]["RoleName"] == naming.role_name(instance, naming.DATASYNC_ROLE)
 
 
-def test_task_role_is_trusted_by_ecs_tasks_of_this_account_and_region_only(cfg):
-    statement = trust(resources(cfg, "prod")["RStudioTaskRole"])
+def test_the_longest_names_the_config_allows_still_fit_iam_role_names(example_data):
+    instance, user = "i" * 16, "u" * 32
+    # Short DNS names, so that u...u.rstudio.i...i.a.b.io fits ACM's 64 characters.
+    example_data["dns"].update(subdomain="a", base_domain="b.io")
+    example_data["instances"][instance] = example_data["instances"].pop("prod")
+    example_data["instances"][instance]["users"] = {user: {"uid": 3001, "email": "u@example.com"}}
+    names = [r["Properties"]["RoleName"] for r in rstudio_task_roles(resources(parse_config(example_data),
+                                                                                 instance)).values()]  # fmt: skip
+    assert names == [f"rstudio-{instance}-user-{user}"] and len(names[0]) <= 64
+
+
+@pytest.mark.slow
+def test_the_most_per_user_servers_the_config_allows_fit_in_one_template(example_data):
+    """Each server brings its own task role and EFS grant; the cap must still leave the template under 500 resources
+    and 1 MB, on the EC2 launch type with the bastion (the example's prod), the larger variant."""
+    example_data["instances"]["prod"]["users"] = {f"user{i:02d}": {"email": f"u{i}@example.com", "uid": 3001 + i}
+                                                  for i in range(MAX_PER_USER_SERVERS)}  # fmt: skip
+    template = build(parse_config(example_data), "prod", IMAGE_TAGS)
+    findings = [f for f in check_template("rstudio-prod", template.to_yaml()) if f.rule == "size"]
+    assert findings == [] and len(template.resources) > 400  # the cap is not far too low either
+
+
+@pytest.mark.parametrize("instance,role", [("dev", "RStudioTaskRole"), ("prod", "AliceRStudioTaskRole")])
+def test_task_role_is_trusted_by_ecs_tasks_of_this_account_and_region_only(cfg, instance, role):
+    statement = trust(resources(cfg, instance)[role])
     assert statement["Effect"] == "Allow"
     assert statement["Principal"] == {"Service": "ecs-tasks.amazonaws.com"}
     assert statement["Action"] == ["sts:AssumeRole"]
@@ -71,11 +100,14 @@ def test_task_role_is_trusted_by_ecs_tasks_of_this_account_and_region_only(cfg):
 
 @pytest.mark.parametrize("instance", ["dev", "prod"])
 def test_task_role_may_assume_only_the_athena_role_of_its_own_instance(cfg, instance):
-    (statement,) = statements(resources(cfg, instance)["RStudioTaskRole"])
     expected = role_arn(DATA_ACCOUNT, naming.role_name(instance, naming.ATHENA_ROLE)).to_dict()
     assert expected == sub(f"arn:${{AWS::Partition}}:iam::{DATA_ACCOUNT}:role/rstudio-{instance}-athena")
     actions = ["sts:AssumeRole", "sts:SetSourceIdentity"]
-    assert statement == {"Effect": "Allow", "Action": actions, "Resource": [expected]}
+    roles = rstudio_task_roles(resources(cfg, instance))
+    assert len(roles) == (1 if instance == "dev" else len(PROD_USERS))
+    for role in roles.values():
+        (statement,) = statements(role)
+        assert statement == {"Effect": "Allow", "Action": actions, "Resource": [expected]}
 
 
 def test_datasync_role_is_trusted_by_datasync_resources_of_this_account_as_aws_documents(cfg):
@@ -116,7 +148,7 @@ def test_cross_account_names_follow_the_config(example_data):
     example_data["accounts"]["data"] = "777777777777"
     example_data["instances"]["prod"]["region"] = "us-east-1"
     found = resources(parse_config(example_data), "prod")
-    (assume,) = statements(found["RStudioTaskRole"])
+    (assume,) = statements(found["AliceRStudioTaskRole"])
     assert assume["Resource"] == [sub("arn:${AWS::Partition}:iam::777777777777:role/rstudio-prod-athena")]
     by_sid = {s["Sid"]: s for s in statements(found["DataSyncRole"])}
     assert by_sid["UploadBucket"]["Resource"] == [
@@ -193,7 +225,7 @@ def test_ec2_launch_type_adds_only_the_auto_scaling_role_to_the_key_policy(cfg):
 
 def test_dev_and_prod_differ_only_in_the_instance_name(example_data):
     # On the same launch type: EC2 capacity adds the Auto Scaling role to the key policy (tested above).
-    example_data["instances"]["prod"]["rstudio"].update(launch_type="fargate", cpu=4096, memory=16384)
+    example_data["instances"]["prod"]["rstudio"].update(launch_type="fargate", cpu=4096, memory=16384, mode="shared")
     del example_data["instances"]["prod"]["rstudio"]["ec2_instance_type"]
     cfg = parse_config(example_data)
 
@@ -313,15 +345,17 @@ def test_data_account_grants_the_datasync_role_what_it_asks_for(cfg, instance):
 
 
 @pytest.mark.parametrize("instance", ["dev", "prod"])
-def test_data_account_athena_role_trusts_the_task_role_for_what_it_asks(cfg, instance):
-    task_role = resources(cfg, instance)["RStudioTaskRole"]
+def test_data_account_athena_role_trusts_the_task_roles_for_what_they_ask(cfg, instance):
+    task_roles = list(rstudio_task_roles(resources(cfg, instance)).values())
     athena_name = naming.role_name(instance, naming.ATHENA_ROLE)
     (athena,) = [r for r in data_resources(cfg).values() if r["Properties"].get("RoleName") == athena_name]
     (trusted,) = athena["Properties"]["AssumeRolePolicyDocument"]["Statement"]
-    assert trusted["Condition"]["ArnEquals"]["aws:PrincipalArn"] == instance_role_arn(cfg, instance, task_role)
-    (asked,) = statements(task_role)
-    assert set(asked["Action"]) == set(trusted["Action"])
-    assert asked["Resource"] == [role_arn(cfg.accounts.data, athena_name).to_dict()]
+    arns = [instance_role_arn(cfg, instance, role) for role in task_roles]
+    assert trusted["Condition"]["ArnEquals"]["aws:PrincipalArn"] == (arns if len(arns) > 1 else arns[0])
+    for task_role in task_roles:
+        (asked,) = statements(task_role)
+        assert set(asked["Action"]) == set(trusted["Action"])
+        assert asked["Resource"] == [role_arn(cfg.accounts.data, athena_name).to_dict()]
 
 
 @pytest.mark.parametrize("instance", ["dev", "prod"])
@@ -343,13 +377,14 @@ def test_every_role_the_data_account_trusts_is_created_by_the_instance_stackset(
     account = cfg.instances[instance].account
     prefix = f"arn:${{AWS::Partition}}:iam::{account}:role/"
     data = instance_data.build(cfg, instance).to_dict()["Resources"]
-    trusted = {
-        statement["Condition"]["ArnEquals"]["aws:PrincipalArn"]["Fn::Sub"].removeprefix(prefix)
-        for statement in all_statements(list(data.values()))
-        if statement.get("Condition", {}).get("ArnEquals", {}).get("aws:PrincipalArn", {}).get("Fn::Sub", "")
-        .startswith(prefix)
-    }
+    named = [statement["Condition"]["ArnEquals"]["aws:PrincipalArn"]
+             for statement in all_statements(list(data.values()))
+             if "aws:PrincipalArn" in statement.get("Condition", {}).get("ArnEquals", {})]  # fmt: skip
+    arns = [arn["Fn::Sub"] for value in named for arn in (value if isinstance(value, list) else [value])]
+    trusted = {arn.removeprefix(prefix) for arn in arns if arn.startswith(prefix)}
     created = {r["Properties"]["RoleName"] for r in resources(cfg, instance).values()
                if r["Type"] == "AWS::IAM::Role" and "RoleName" in r["Properties"]}  # fmt: skip
-    assert trusted == {f"rstudio-{instance}-datasync-s3", f"rstudio-{instance}-rstudio-task"}
+    rstudio = ({f"rstudio-{instance}-rstudio-task"} if instance == "dev" else
+               {f"rstudio-prod-user-{user}" for user in PROD_USERS})  # fmt: skip
+    assert trusted == {f"rstudio-{instance}-datasync-s3", *rstudio}
     assert trusted <= created

@@ -2,10 +2,11 @@
 
 Open-source RStudio is single-node and keeps its users' state in their homes, so each service runs one task and a
 deployment stops the old task before starting the new one (minimum healthy 0 %, maximum 100 %): two rservers never
-share a home. A failed deployment rolls back by itself. ECS Exec is the admin path; the shared RStudio task role gains
-only the ECS Exec rights and its EFS mounts (storage.py), as separate policies, because every R session on every
-server can use that role. Each server has its own log group and its own execution role, which can read only that
-server's secrets, so a task can never start with another user's password.
+share a home. A failed deployment rolls back by itself. ECS Exec is the admin path; each server's task role (one per
+server in per-user mode, generator/stacks/instance.py) gains only the ECS Exec rights and its EFS mounts
+(storage.py), as separate policies, because every R session on the server can use that role. Each server has its own
+log group and its own execution role, which can read only that server's secrets, so a task can never start with
+another user's password.
 
 Container contract (the image comes from the central `rstudio` repository, issue 6):
 - One container named "rstudio", started with the image's own `/init` (rocker: s6-overlay v2, run as root), listening
@@ -31,7 +32,7 @@ Container contract (the image comes from the central `rstudio` repository, issue
   /srv/shiny-server (read-write) is the shared app folder, root:shiny-apps 3775: the image creates group "shiny-apps"
   with GID 1999 and adds every user of RSTUDIO_USERS to it. /s3_data_sync/hourly_sync and
   /s3_data_sync/instant_upload are read-only. rserver's own state (/var/lib/rstudio-server, a SQLite database) stays
-  off EFS. Users get no sudo: root in the task could mount any user's home with the shared task role.
+  off EFS. Users get no sudo: root in a shared server's task could mount every user's home with its task role.
 - Stops get SIGTERM and 120 s (the Fargate maximum) so rserver can suspend sessions; an init process runs as PID 1
   for ECS Exec, which s6-overlay v2 tolerates (v3 would not start). The root filesystem stays writable: rocker's init
   writes /etc/passwd, Renviron.site and rserver.conf at start, and ECS Exec needs it.
@@ -73,7 +74,7 @@ from generator.instance.network import Network
 from generator.instance.secrets import RStudioSecrets
 from generator.instance.security_groups import RSTUDIO_PORT, SecurityGroups
 from generator.instance.servers import SHARED_ADMIN_USER, RStudioServer, rstudio_servers
-from generator.instance.storage import Storage, mount_dependencies, rstudio_mounts, task_volumes
+from generator.instance.storage import Storage, mount_dependencies, rstudio_grant, rstudio_mounts, task_volumes
 from generator.instance.tasks import (
     FARGATE_PLATFORM_VERSION,
     add_execution_role,
@@ -99,37 +100,38 @@ class RStudioService(NamedTuple):
 
 
 def add_rstudio(t: Template, cfg: Config, instance: str, network: Network, groups: SecurityGroups,
-                cluster_parts: ClusterParts, key: Parameter, task_role: Role, secrets: RStudioSecrets,
+                cluster_parts: ClusterParts, key: Parameter, task_roles: dict[str, Role], secrets: RStudioSecrets,
                 target_groups: dict[str, TargetGroup], rules: dict[str, ListenerRule],
                 capacity: Ec2Capacity | None, storage: Storage | None = None, *,
                 image_tag: str) -> dict[str, RStudioService]:  # fmt: skip
-    """One service per RStudio server, keyed like the target groups and rules by RStudioServer.key."""
+    """One service per RStudio server, keyed like the target groups, rules and `task_roles` by RStudioServer.key."""
     on_ec2 = cfg.instances[instance].rstudio.launch_type is LaunchType.ec2
     if on_ec2 != (capacity is not None):
         raise ValueError(f"instance {instance!r}: EC2 capacity must be given exactly when launch_type is ec2")
     retention = cfg.instances[instance].logs.retention_days
-    exec_policy = add_rstudio_exec_policy(t, cluster_parts, key, task_role)
+    exec_policy = add_rstudio_exec_policy(t, cluster_parts, key, list(task_roles.values()))
     services = {}
     for server in rstudio_servers(cfg, instance):
         own = server_secrets(server, secrets)
         log_group = add_log_group(t, server.id("LogGroup"), f"/rstudio/{instance}/{server.name}", key, retention)
         execution_role = add_execution_role(t, server.id("ExecutionRole"), cfg, "rstudio", log_group, key,
                                             list(own.values()))  # fmt: skip
-        definition = add_rstudio_task_definition(t, cfg, instance, server, log_group, execution_role, task_role, own,
-                                                 storage, image_tag=image_tag)  # fmt: skip
+        definition = add_rstudio_task_definition(t, cfg, instance, server, log_group, execution_role,
+                                                 task_roles[server.key], own, storage, image_tag=image_tag)  # fmt: skip
         depends_on = [rules[server.key].title, exec_policy.title, *network.egress]
         depends_on += [capacity.associations.title, capacity.release.title] if capacity else []
-        depends_on += mount_dependencies(storage, "rstudio") if storage else []
+        depends_on += mount_dependencies(storage, rstudio_grant(server)) if storage else []
         service = add_rstudio_service(t, cfg, instance, server, network, groups, cluster_parts, definition,
                                       target_groups[server.key], capacity, depends_on)  # fmt: skip
         services[server.key] = RStudioService(service, definition, execution_role, log_group)
     return services
 
 
-def add_rstudio_exec_policy(t: Template, cluster_parts: ClusterParts, key: Parameter, task_role: Role) -> PolicyType:
-    """ECS Exec rights for the shared task role, kept apart from the policies the data account's contract pins."""
+def add_rstudio_exec_policy(t: Template, cluster_parts: ClusterParts, key: Parameter,
+                            task_roles: list[Role]) -> PolicyType:  # fmt: skip
+    """ECS Exec rights for every RStudio task role, kept apart from the policies the data account's contract pins."""
     return t.add_resource(PolicyType(
-        "RStudioTaskRoleEcsExecPolicy", PolicyName="ecs-exec", Roles=[Ref(task_role)],
+        "RStudioTaskRoleEcsExecPolicy", PolicyName="ecs-exec", Roles=[Ref(role) for role in task_roles],
         PolicyDocument=document(*ecs_exec_statements(cluster_parts.exec_log_group, key)),
     ))  # fmt: skip
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from generator.naming import logical_id
+from generator.naming import RSTUDIO_TASK_ROLE, logical_id, role_name, rstudio_user_role
 from stacksets import naming
 from stacksets.config import Config, Mode
 
@@ -31,6 +31,10 @@ class RStudioServer(NamedTuple):
     def name(self) -> str:
         """Short physical-name part: "rstudio" or "rstudio-alice"."""
         return "rstudio" if self.key == "shared" else f"rstudio-{self.key}"
+
+    def task_role_name(self, instance: str) -> str:
+        """Fixed, because the storage StackSet's file-system policy and the data account's Athena role name it."""
+        return role_name(instance, RSTUDIO_TASK_ROLE if self.key == "shared" else rstudio_user_role(self.key))
 
 
 def zone_name(cfg: Config, instance: str) -> str:

@@ -22,12 +22,15 @@ role). The grants are identity policies on the roles, each scoped to its access 
 elasticfilesystem:AccessPointArn: within one account an identity-policy Allow is enough, and the file-system policy
 cannot name the access points, because each access point refers to the file system (a dependency cycle). The
 file-system policy (in the storage StackSet, generator/stacks/storage.py) holds the guardrails instead: no mount
-without TLS, none that bypasses the access points, and none
-by any principal but the RStudio and Shiny task roles and the DataSync EFS role (an administrator who must mount the
-file system some other way changes the policy first).
-Per-user isolation rests on the task definitions, not on the role: all per-user servers share the RStudio task role,
-which may mount every home, but each task definition mounts only its user's home, R sessions run as the user (no
-sudo), and mounting takes root. Root in a task (ECS Exec) is an administrator.
+without TLS, none that bypasses the access points, and none by any principal but the RStudio task roles, the Shiny
+task role and the DataSync EFS role (an administrator who must mount the file system some other way changes the
+policy first).
+Per-user isolation rests on the roles: each per-user server has its own task role (generator/stacks/instance.py),
+which may mount only that user's home besides the shared folders, because every R session on the server holds the
+role's credentials (the image hands them on for Athena) and could mount with them from anywhere NFS reaches. The task
+definitions mount only their user's home too, and R sessions run as the user (no sudo). The file-system policy cannot
+repeat the per-home rule (it cannot name the access points, above), so it admits the RStudio roles as a set and the
+roles' own grants decide which home each may mount. Root in a task (ECS Exec) is an administrator.
 Mount targets sit in every private subnet; NFS reaches them only from the RStudio, Shiny and DataSync security groups.
 On the EC2 launch type awsvpc tasks mount through their own network interface (the ECS agent mounts in the task's
 network namespace), so the RStudio group covers them as well.
@@ -53,7 +56,7 @@ from troposphere.iam import PolicyType, Role
 from generator.iam import DATASYNC_SOURCE_ARN, Allow, Statement, document, service_trust
 from generator.instance.network import Network
 from generator.instance.security_groups import SecurityGroups, add_group, allow, allow_out
-from generator.instance.servers import RStudioServer
+from generator.instance.servers import RStudioServer, rstudio_servers
 from generator.naming import DATASYNC_EFS_ROLE, logical_id, role_name
 from stacksets.config import Config, Mode
 
@@ -92,7 +95,8 @@ class FileSystemRef(NamedTuple):
 
 
 class TaskRoles(NamedTuple):
-    rstudio: Role
+    rstudio: dict[str, Role]
+    """By RStudioServer.key: the shared server's role, or one per per-user server."""
     shiny: Role | None
     """None when shiny.enabled is false: no Shiny home, no Shiny grant."""
 
@@ -108,9 +112,15 @@ class Storage(NamedTuple):
     datasync_role: Role
     """FileSystemAccessRoleArn of the DataSync EFS locations (with AccessPointArn and InTransitEncryption TLS1_2)."""
     grants: dict[str, PolicyType]
-    """Each role's mount rights by "rstudio", "shiny", "datasync": what mounts with a role depends on its grant."""
+    """Each role's mount rights by "shiny", "datasync" and rstudio_grant(server): what mounts with a role depends on its
+    grant."""
     mount_targets: list[MountTarget]
     """One per private subnet: whatever mounts depends on them (a task whose AZ has none cannot start)."""
+
+
+def rstudio_grant(server: RStudioServer) -> str:
+    """Key in Storage.grants of the grant of this server's task role."""
+    return f"rstudio/{server.key}"
 
 
 def home_key(server: RStudioServer) -> str:
@@ -146,12 +156,12 @@ def add_storage(t: Template, cfg: Config, instance: str, network: Network, group
     ))  # fmt: skip
     mount_targets = add_mount_targets(t, network, file_system, efs_group)
     access_points = {f.key: add_access_point(t, instance, file_system, f) for f in folders(cfg, instance)}
-    grants = add_grants(t, file_system, access_points, roles, datasync_role)
+    grants = add_grants(t, file_system, access_points, rstudio_servers(cfg, instance), roles, datasync_role)
     return Storage(file_system, efs_group, datasync_group, access_points, datasync_role, grants, mount_targets)
 
 
 def mount_dependencies(storage: Storage, grant: str) -> list[str]:
-    """DependsOn for a service or location that mounts with the role of `grant` ("rstudio", "shiny", "datasync")."""
+    """DependsOn for a service or location that mounts with the role of `grant` (a key of Storage.grants)."""
     return [storage.grants[grant].title] + [target.title for target in storage.mount_targets]
 
 
@@ -192,19 +202,22 @@ def mount_grant(file_system: FileSystemRef, access_points: list[AccessPoint], ac
                                                       [GetAtt(ap, "Arn") for ap in access_points])))  # fmt: skip
 
 
-def add_grants(t: Template, file_system: FileSystemRef, access_points: dict[str, AccessPoint], roles: TaskRoles,
+def add_grants(t: Template, file_system: FileSystemRef, access_points: dict[str, AccessPoint],
+               servers: list[RStudioServer], roles: TaskRoles,
                datasync_role: Role) -> dict[str, PolicyType]:  # fmt: skip
-    homes = [ap for name, ap in sorted(access_points.items()) if name.split("/")[0] == HOME]
     apps = access_points[APPS]
     sync = [access_points[name] for name in SYNC_FOLDERS]
-    # The shared RStudio role may mount every home (the task definitions decide which home a server gets), as root,
-    # who creates users and homes; the app folder as root too, whose start script repairs its group and mode
-    # (root:shiny-apps 3775); the sync folders only read-only.
-    rstudio = [mount_grant(file_system, homes, CLIENT_ACTIONS), mount_grant(file_system, [apps], CLIENT_ACTIONS),
-               mount_grant(file_system, sync, [efs.ClientMount])]  # fmt: skip
+    grants = {}
+    for server in servers:
+        # Its own home only (every R session on the server holds the role's credentials), as root, who creates users
+        # and homes; the app folder as root too, whose start script repairs its group and mode (root:shiny-apps
+        # 3775); the sync folders only read-only.
+        statements = [mount_grant(file_system, [access_points[home_key(server)]], CLIENT_ACTIONS),
+                      mount_grant(file_system, [apps], CLIENT_ACTIONS),
+                      mount_grant(file_system, sync, [efs.ClientMount])]  # fmt: skip
+        grants[rstudio_grant(server)] = (server.id("TaskRoleEfsPolicy"), roles.rstudio[server.key], statements)
     # Apps read-only; Shiny Server's root process looks into app folders before handing them to "shiny", and creates
     # the bookmark folder in its home (0750, owned by shiny), which a squashed root could not even enter.
-    grants = {"rstudio": ("RStudioTaskRoleEfsPolicy", roles.rstudio, rstudio)}
     if roles.shiny is not None:
         shiny = [mount_grant(file_system, [apps], [efs.ClientMount, efs.ClientRootAccess]),
                  mount_grant(file_system, [access_points[SHINY_HOME]], CLIENT_ACTIONS)]  # fmt: skip

@@ -59,7 +59,8 @@ from stacksets.naming import instance_stackset
 
 
 class Roles(NamedTuple):
-    rstudio_task: Role
+    rstudio_tasks: dict[str, Role]
+    """By RStudioServer.key."""
     datasync: Role
 
 
@@ -74,7 +75,7 @@ def build(cfg: Config, instance: str, image_tags: Mapping[str, str]) -> Template
     network = add_network(t, instance, settings, key)
     groups = add_security_groups(t, instance, settings, network.vpc)
     cluster = add_cluster(t, instance, key, settings.logs.retention_days)
-    roles = Roles(add_rstudio_task_role(t, cfg, instance), add_datasync_role(t, cfg, instance))
+    roles = Roles(add_rstudio_task_roles(t, cfg, instance), add_datasync_role(t, cfg, instance))
     add_event_bus_policy(t, cfg, instance)
 
     certificates = add_certificates(t, cfg, instance)
@@ -84,14 +85,14 @@ def build(cfg: Config, instance: str, image_tags: Mapping[str, str]) -> Template
 
     shiny_on = settings.shiny.enabled
     shiny_role = add_shiny_task_role(t, instance, cluster, key) if shiny_on else None
-    storage = add_storage(t, cfg, instance, network, groups, stored.file_system, TaskRoles(roles.rstudio_task,
+    storage = add_storage(t, cfg, instance, network, groups, stored.file_system, TaskRoles(roles.rstudio_tasks,
                                                                                             shiny_role))
     add_datasync(t, cfg, instance, network, storage, key, roles.datasync)
 
     secrets = stored.secrets
     on_ec2 = settings.rstudio.launch_type is LaunchType.ec2
     capacity = add_ec2_capacity(t, cfg, instance, network, cluster, key) if on_ec2 else None
-    add_rstudio(t, cfg, instance, network, groups, cluster, key, roles.rstudio_task, secrets,
+    add_rstudio(t, cfg, instance, network, groups, cluster, key, roles.rstudio_tasks, secrets,
                 ingress.rstudio_target_groups, ingress.rstudio_rules, capacity, storage,
                 image_tag=image_tags["rstudio"])  # fmt: skip
     if shiny_on:
@@ -103,29 +104,31 @@ def build(cfg: Config, instance: str, image_tags: Mapping[str, str]) -> Template
     return t
 
 
-def add_rstudio_task_role(t: Template, cfg: Config, instance: str) -> Role:
-    """The RStudio containers' role. The data account's Athena role trusts exactly this name, so the name is fixed."""
+def add_rstudio_task_roles(t: Template, cfg: Config, instance: str) -> dict[str, Role]:
+    """The RStudio containers' roles by RStudioServer.key: one for the shared server, one per server in per-user mode.
+    Every R session on a server can use its role (the image hands its credentials on), so a per-user server's role
+    must not mount another user's home; roles apart are what keeps them apart (grants in generator/instance/storage.py).
+    The names are fixed: the data account's Athena role and the storage StackSet's file-system policy name them."""
     athena_role = role_arn(cfg.accounts.data, naming.role_name(instance, naming.ATHENA_ROLE))
-    return t.add_resource(
-        Role(
-            naming.logical_id("RStudioTaskRole"),
-            RoleName=naming.role_name(instance, naming.RSTUDIO_TASK_ROLE),
-            Description=f"RStudio tasks of instance {instance}; every R session can use it, so it grants little",
+    return {
+        server.key: t.add_resource(Role(
+            server.id("TaskRole"), RoleName=server.task_role_name(instance),
+            Description=(f"RStudio tasks of instance {instance}" if server.key == "shared" else
+                         f"RStudio tasks of {server.key}'s server on instance {instance}")
+            + "; every R session can use it, so it grants little",
             # ECS documents the source ARN for task roles as any ECS ARN of the account and region.
             AssumeRolePolicyDocument=service_trust("ecs-tasks.amazonaws.com", regional_arn("ecs", "*")),
-            Policies=[
-                RolePolicy(
-                    PolicyName="assume-data-account-athena-role",
-                    # The Athena role's trust also allows SetSourceIdentity, so a session can carry the R user's
-                    # name into CloudTrail. The user's own code sets it: attribution, not authentication.
-                    PolicyDocument=document(
-                        Statement(Effect=Allow, Action=[awacs.sts.AssumeRole, awacs.sts.SetSourceIdentity],
-                                  Resource=[athena_role])
-                    ),
-                )
-            ],
-        )
-    )
+            Policies=[RolePolicy(
+                PolicyName="assume-data-account-athena-role",
+                # The Athena role's trust also allows SetSourceIdentity, so a session can carry the R user's name
+                # into CloudTrail. The user's own code sets it: attribution, not authentication.
+                PolicyDocument=document(Statement(Effect=Allow, Action=[awacs.sts.AssumeRole,
+                                                                        awacs.sts.SetSourceIdentity],
+                                                  Resource=[athena_role])),
+            )],
+        ))
+        for server in rstudio_servers(cfg, instance)
+    }  # fmt: skip
 
 
 def add_datasync_role(t: Template, cfg: Config, instance: str) -> Role:
@@ -180,8 +183,11 @@ def add_event_bus_policy(t: Template, cfg: Config, instance: str) -> EventBusPol
 def add_outputs(t: Template, cfg: Config, instance: str, roles: Roles) -> list[Output]:
     """Where users go, and what the orchestrator and later readers of the stack need; nothing in the account imports
     them, so there are no exports."""
-    outputs = [
-        Output("RStudioTaskRoleArn", Description="RStudio task role", Value=GetAtt(roles.rstudio_task, "Arn")),
+    servers = {server.key: server for server in rstudio_servers(cfg, instance)}
+    outputs = [Output(servers[key].id("TaskRoleArn"), Value=GetAtt(role, "Arn"),
+                      Description="RStudio task role" if key == "shared" else f"Task role of {servers[key].host}")
+               for key, role in roles.rstudio_tasks.items()]  # fmt: skip
+    outputs += [
         Output("DataSyncRoleArn", Description="DataSync S3 location role", Value=GetAtt(roles.datasync, "Arn")),
     ]
     if cfg.instances[instance].shiny.enabled:

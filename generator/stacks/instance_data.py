@@ -8,7 +8,7 @@ template can refer to them):
 - an upload bucket with `hourly/` and `instant/` prefixes that the instance account's DataSync role reads; the
   bucket and key policies grant that role by name because it lives in another account and may not exist yet;
 - an Athena results bucket, a workgroup that enforces its output location and encryption, a Glue database, and a
-  role the instance's RStudio task role assumes for queries (short-term credentials, never access keys);
+  role the instance's RStudio task roles assume for queries (short-term credentials, never access keys);
 - an EventBridge rule forwarding `instant/` object-created events to the instance account's default bus, where the
   instance starts its on-demand DataSync task; undeliverable events wait in an encrypted dead-letter queue;
 - optionally an SFTP server whose users land in one prefix of the upload bucket.
@@ -89,6 +89,7 @@ from generator.iam import (
     role_arn,
     service_trust,
 )
+from generator.instance.servers import rstudio_servers
 from stacksets.config import Config, PermissionModel
 from stacksets.naming import instance_stackset
 
@@ -267,9 +268,10 @@ def add_athena(t: Template, cfg: Config, instance: str, key: Key, results: Bucke
 
 
 def add_athena_role(t: Template, cfg: Config, instance: str, key: Key, upload: Bucket, results: Bucket) -> Role:
-    """Assumed by the instance's RStudio task role: queries in this workgroup, reads of this database and bucket."""
+    """Assumed by the instance's RStudio task roles (one per server): queries in this workgroup, reads of this
+    database and bucket."""
     task_role, condition = named_role_principal(
-        cfg.instances[instance].account, naming.role_name(instance, naming.RSTUDIO_TASK_ROLE)
+        cfg.instances[instance].account, *[server.task_role_name(instance) for server in rstudio_servers(cfg, instance)]
     )
     # SetSourceIdentity lets a per-user server stamp its user on the session, so CloudTrail names who queried.
     trust = document(Statement(Effect=Allow, Principal=task_role, Condition=condition,
@@ -407,7 +409,7 @@ def add_outputs(t: Template, instance: str, data: InstanceData) -> list[Output]:
         "UploadBucketName": (Ref(data.upload), "Upload bucket"),
         "UploadBucketArn": (GetAtt(data.upload, "Arn"), "Upload bucket ARN"),
         "DataKeyArn": (GetAtt(data.key, "Arn"), "KMS key of the upload bucket (DataSync decrypts with it)"),
-        "AthenaRoleArn": (GetAtt(data.athena_role, "Arn"), "Role the RStudio task role assumes for Athena"),
+        "AthenaRoleArn": (GetAtt(data.athena_role, "Arn"), "Role the RStudio task roles assume for Athena"),
         "AthenaWorkGroup": (Ref(data.workgroup), "Athena workgroup"),
         "GlueDatabase": (Ref(data.database), "Glue database"),
     }

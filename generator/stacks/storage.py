@@ -72,7 +72,7 @@ def build(cfg: Config, instance: str) -> Template:
     key = add_key(t, instance)
     if cfg.instances[instance].rstudio.launch_type is LaunchType.ec2:
         grant_key_to_auto_scaling(key)
-    file_system = add_file_system(t, instance, key, shiny=cfg.instances[instance].shiny.enabled)
+    file_system = add_file_system(t, cfg, instance, key)
     passwords, cookie_keys = add_rstudio_secrets(t, cfg, instance, key)
     bastion_key = add_bastion_key_secret(t, instance, key) if cfg.instances[instance].bastion.enabled else None
     add_outputs(t, Storage(key, file_system, passwords, cookie_keys, bastion_key))
@@ -108,13 +108,23 @@ def add_key(t: Template, instance: str) -> Key:
     return key
 
 
-def file_system_policy(instance: str, shiny: bool = True) -> PolicyDocument:
+def mounting_roles(cfg: Config, instance: str) -> list[str]:
+    """Names of the compute roles that mount the file system: each RStudio server's, Shiny's (only roles the compute
+    stack creates: without Shiny, a role of that name made later by anyone else in the account must not mount) and
+    DataSync's."""
+    rstudio = [server.task_role_name(instance) for server in rstudio_servers(cfg, instance)]
+    others = ([naming.SHINY_TASK_ROLE] if cfg.instances[instance].shiny.enabled else []) + [naming.DATASYNC_EFS_ROLE]
+    return rstudio + [naming.role_name(instance, role) for role in others]
+
+
+def file_system_policy(cfg: Config, instance: str) -> PolicyDocument:
     """Guardrails only; the grants are the compute roles' identity policies (generator/instance/storage.py). The roles
-    are named, not referenced: they belong to the compute stack, which may not exist (yet, or any more)."""
+    are named, not referenced: they belong to the compute stack, which may not exist (yet, or any more).
+    No statement here keeps one user's role off another's home: that would have to name the home's access point,
+    which the compute stack creates on this file system, and a policy here naming it would make this stack wait for
+    the compute stack that waits for it (CloudFormation has no separate file-system-policy resource the compute stack
+    could own). The per-user roles' grants name only their own home instead."""
     everyone = Principal("AWS", "*")
-    # Only roles the compute stack creates: without Shiny, a role of that name made later by anyone else in the
-    # account must not be able to mount.
-    roles = [naming.RSTUDIO_TASK_ROLE] + ([naming.SHINY_TASK_ROLE] if shiny else []) + [naming.DATASYNC_EFS_ROLE]
     return document(
         Statement(Sid="DenyInsecureTransport", Effect=Deny, Principal=everyone, Action=CLIENT_ACTIONS,
                   Condition=Condition(Bool("aws:SecureTransport", "false"))),
@@ -123,11 +133,11 @@ def file_system_policy(instance: str, shiny: bool = True) -> PolicyDocument:
         # Also refuses anonymous (non-IAM) mounts: they carry no principal ARN.
         Statement(Sid="DenyAllButTheInstanceRoles", Effect=Deny, Principal=everyone, Action=CLIENT_ACTIONS,
                   Condition=Condition(ArnNotEquals("aws:PrincipalArn", [
-                      role_arn("${AWS::AccountId}", naming.role_name(instance, role)) for role in roles]))),
+                      role_arn("${AWS::AccountId}", role) for role in mounting_roles(cfg, instance)]))),
     )  # fmt: skip
 
 
-def add_file_system(t: Template, instance: str, key: Key, *, shiny: bool = True) -> FileSystem:
+def add_file_system(t: Template, cfg: Config, instance: str, key: Key) -> FileSystem:
     return t.add_resource(retain(FileSystem(
         "FileSystem", Encrypted=True, KmsKeyId=GetAtt(key, "Arn"), BackupPolicy=BackupPolicy(Status="ENABLED"),
         # Data untouched for a month moves to Infrequent Access; the first read brings a file back.
@@ -135,7 +145,7 @@ def add_file_system(t: Template, instance: str, key: Key, *, shiny: bool = True)
                            LifecyclePolicy(TransitionToPrimaryStorageClass="AFTER_1_ACCESS")],
         # Elastic throughput: package installs and DataSync bursts need no credits that idle homes would have to earn.
         PerformanceMode="generalPurpose", ThroughputMode="elastic",
-        FileSystemPolicy=file_system_policy(instance, shiny).JSONrepr(),
+        FileSystemPolicy=file_system_policy(cfg, instance).JSONrepr(),
         FileSystemTags=Tags(Name=f"rstudio-{instance}"),
     )))  # fmt: skip
 
