@@ -4,7 +4,6 @@ privilege, inline code, the deletion order DependsOn and Ref give)."""
 
 from __future__ import annotations
 
-import json
 import urllib.request
 from typing import Any
 
@@ -16,7 +15,7 @@ from generator.instance.asg_release import HANDLER
 from generator.instance.capacity import add_ec2_capacity
 from generator.stacks import instance as instance_stack
 from tests.instance_parts import IMAGE_TAGS, groundwork
-from tests.lambdas import load_handler
+from tests.lambdas import Responses, load_handler
 
 REGION = "eu-west-1"
 GROUP = "StackSet-rstudio-prod-ContainerInstanceGroup-ABC123"
@@ -96,26 +95,6 @@ def test_an_instance_on_fargate_has_no_capacity_group_to_release(cfg):
 
 # --------------------------------------------------------------------------------------------------------------------
 # Handler
-
-
-class Responses:
-    """Stands in for CloudFormation's pre-signed ResponseURL: records what the handler PUTs there."""
-
-    def __init__(self, fail: int = 0) -> None:
-        self.sent: list[dict[str, Any]] = []
-        self.requests: list[urllib.request.Request] = []
-        self.fail = fail
-
-    def __call__(self, request: urllib.request.Request, timeout: float | None = None) -> Any:
-        self.requests.append(request)
-        if self.fail:
-            self.fail -= 1
-            raise OSError("connection reset")
-        self.sent.append(json.loads(request.data))
-        return self
-
-    def close(self) -> None:
-        pass
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from generator.stacks import storage
 from stacksets.config import Config, ConfigError, parse_config
 from stacksets.naming import WELCOME_MAIL_FUNCTION, WELCOME_MAIL_UNDELIVERED
 from tests.instance_parts import groundwork
-from tests.lambdas import load_handler
+from tests.lambdas import Responses, load_handler
 
 REGION = "eu-west-1"
 SENDER = "rstudio-admin@example.com"
@@ -172,26 +172,6 @@ def test_handler_fits_inline_code():
 # Handler
 
 PASSWORDS = {"alice": "AlicePw0Secret9x", "bob": "BobPw1Secret8y", "chen": "ChenPw2Secret7z"}
-
-
-class Responses:
-    """Stands in for CloudFormation's pre-signed ResponseURL: records what the handler PUTs there."""
-
-    def __init__(self, fail: int = 0) -> None:
-        self.sent: list[dict[str, Any]] = []
-        self.requests: list[urllib.request.Request] = []
-        self.fail = fail
-
-    def __call__(self, request: urllib.request.Request, timeout: float | None = None) -> Any:
-        self.requests.append(request)
-        if self.fail:
-            self.fail -= 1
-            raise OSError("connection reset")
-        self.sent.append(json.loads(request.data))
-        return self
-
-    def close(self) -> None:
-        pass
 
 
 @pytest.fixture
