@@ -1,4 +1,5 @@
-"""Load a Lambda handler from lambda_src/ by path, as Lambda does (the directories are not Python packages)."""
+"""What the tests of lambda_src/ handlers share: loading a handler by path, as Lambda does (the directories are not
+Python packages), and a stand-in for the ResponseURL CloudFormation gives custom resources."""
 
 from __future__ import annotations
 
