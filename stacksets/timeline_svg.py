@@ -170,7 +170,10 @@ def timeline_svg(report: Report, simulated: bool, title: str = "") -> str:
     critical = critical_path(report.timeline, report.depends_on)
     position = {id(entry): number for number, entry in enumerate(critical, start=1)}
     rows = _rows(report, entries)
-    lanes = {name: _lanes([entry for entry in entries if entry.stackset == name]) for name in rows}
+    by_step: dict[str, list[TimelineEntry]] = {}
+    for entry in entries:
+        by_step.setdefault(entry.stackset, []).append(entry)
+    lanes = {name: _lanes(by_step.get(name, [])) for name in rows}
     row_top, y = {}, 64.0
     for name in rows:
         row_top[name] = y
