@@ -250,11 +250,29 @@ def _confirm(args: argparse.Namespace, question: str) -> bool:
     return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
 
 
+def _timeline_path(value: str) -> str:
+    """--timeline's format comes from its suffix; a wrong one must stop the command before it deploys anything."""
+    path = Path(value)
+    suffix = path.suffix.lower()
+    if suffix == ".png":
+        raise argparse.ArgumentTypeError(f"{value}: PNG is not supported (it would need the system's cairo library); "
+                                         "write .svg (browsers and GitHub show it) and convert it if you need PNG")
+    if suffix not in (".json", ".svg"):
+        raise argparse.ArgumentTypeError(f"{value}: the suffix picks the format: .json (the operations as data) "
+                                         "or .svg (a Gantt chart)")
+    if not path.parent.is_dir():
+        raise argparse.ArgumentTypeError(f"{value}: the directory {path.parent} does not exist")
+    return value
+
+
 def _write_timeline(args: argparse.Namespace, report: Any) -> None:
     from stacksets.report import timeline_json
+    from stacksets.timeline_svg import timeline_svg
 
     if args.timeline:
-        Path(args.timeline).write_text(timeline_json(report), encoding="utf-8")
+        svg = Path(args.timeline).suffix.lower() == ".svg"
+        text = timeline_svg(report, simulated=args.sandbox) if svg else timeline_json(report)
+        Path(args.timeline).write_text(text, encoding="utf-8")
         print(f"timeline written to {args.timeline}", file=sys.stderr)
 
 
@@ -488,7 +506,9 @@ def build_parser() -> argparse.ArgumentParser:
     aws.add_argument("--workers", type=int, default=8, help="StackSets deployed at once (default: %(default)s)")
     changes = argparse.ArgumentParser(add_help=False)
     changes.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    changes.add_argument("--timeline", metavar="PATH", help="write the run's operations with start and end (JSON)")
+    changes.add_argument("--timeline", metavar="PATH", type=_timeline_path,
+                         help="write the run's operations with start and end: PATH.json as data, PATH.svg as a "
+                              "Gantt chart with the critical path")  # fmt: skip
     stale = argparse.ArgumentParser(add_help=False)
     stale.add_argument("--allow-stale", action="store_true",
                        help="deploy the committed templates and build contexts even where `render --check` would "

@@ -84,10 +84,13 @@ class Operations:
         deadline = self.deadline()
         operation_id = yield from self._start(api, action, operation_id, deadline, kwargs)
         self.run.report.results[api.name].operations.append(operation_id)
+        succeeded = False
         try:
-            return (yield from self.wait(api, operation_id, action, deadline))
+            operation = yield from self.wait(api, operation_id, action, deadline)
+            succeeded = True
+            return operation
         finally:
-            self.run.timeline(api.name, action, start)
+            self.run.timeline(api.name, action, start, succeeded)
 
     def _start(self, api: StackSetApi, action: str, operation_id: str, deadline: Deadline,
                kwargs: dict[str, Any]) -> Generator[Park, None, str]:  # fmt: skip
@@ -149,11 +152,13 @@ class Operations:
         if operation.get("Status") in IN_FLIGHT:
             self.run.emit(api.name, State.RUNNING, action, f"reattached to {operation_id}")
             start = self.run.clock()
+            succeeded = False
             try:
                 yield from self.wait(api, operation_id, action, self.deadline())
+                succeeded = True
             except NodeFailed:
                 pass  # the live diff that follows decides what still has to happen
             finally:
-                self.run.timeline(api.name, action, start)
+                self.run.timeline(api.name, action, start, succeeded)
         self.state.clear(api.name)
         return True

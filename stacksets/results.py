@@ -131,6 +131,7 @@ class TimelineEntry:
     operation: str
     start: float
     end: float
+    result: str = "SUCCEEDED"  # or "FAILED": the operation (or build) did not succeed
 
 
 @dataclass
@@ -139,6 +140,8 @@ class Report:
     calls: Counter[str] = field(default_factory=Counter)  # mutating calls per API name
     calls_by_stackset: dict[str, Counter[str]] = field(default_factory=dict)  # every call, per StackSet
     timeline: list[TimelineEntry] = field(default_factory=list)
+    # the DAG the run walked (step -> the steps it waited for), which the timeline's critical path follows back
+    depends_on: dict[str, tuple[str, ...]] = field(default_factory=dict)
     elapsed: float = 0.0
 
     @property

@@ -70,11 +70,11 @@ class Run:
             if mutating:
                 self.report.calls[api] += 1
 
-    def timeline(self, stackset: str, operation: str, start: float) -> None:
+    def timeline(self, stackset: str, operation: str, start: float, succeeded: bool = True) -> None:
         """An operation that ran from `start` (clock seconds) until now."""
         with self.lock:
-            self.report.timeline.append(TimelineEntry(stackset, operation, self.since_start(start),
-                                                      self.since_start()))  # fmt: skip
+            self.report.timeline.append(TimelineEntry(stackset, operation, self.since_start(start), self.since_start(),
+                                                      "SUCCEEDED" if succeeded else "FAILED"))  # fmt: skip
 
     def finish(self, name: str, state: State, message: str) -> None:
         result = self.report.results[name]

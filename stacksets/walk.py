@@ -133,8 +133,10 @@ class _Walk:
 
 def walk(run: Run, plan: Plan, work: Work, verb: str, judge: Judge) -> Report:
     """Run `work` on every step of `plan` in readiness order; raises the error that stopped the run, if one did."""
-    for name in plan.steps():
+    steps = plan.steps()
+    for name, step in steps.items():
         run.report.results[name] = NodeResult(name)
+        run.report.depends_on[name] = tuple(sorted(dep for dep in step.depends_on if dep in steps))
         run.emit(name, State.PENDING)
     walker = _Walk(run, plan, work, verb, judge)
     with ThreadPoolExecutor(max_workers=max(1, run.options.max_workers)) as pool:

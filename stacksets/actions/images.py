@@ -161,7 +161,7 @@ class ImageStepActions:
         self.ctx.state.clear(_build_key(step, build), build_id)
         outcome = self.ctx.builder.outcome if status.succeeded else "failed"
         outcomes[build.image] = ImageOutcome(build.image, build.tag, outcome, self.run.clock() - start, build_id)
-        self.run.timeline(step.name, f"build {build.image}", start)
+        self.run.timeline(step.name, f"build {build.image}", start, status.succeeded)
         self.run.emit(step.name, State.RUNNING, "wait for builds", f"{build.image} {build.tag} {outcome}")
         if not status.succeeded:
             problems.append(_build_problem(build, build_id, status))
