@@ -22,6 +22,8 @@ Container contract (the image comes from the central `rstudio` repository, issue
     (PASSWORD_ALICE); its value is that user's login password.
   - SECURE_COOKIE_KEY: this server's key; write it to a root-only file (0600) named by rserver.conf's
     secure-cookie-key-file, so logins survive restarts.
+  - SSH_PUBLIC_KEY, only when the instance has a bastion: the bastion key secret; the image's sshd on 22 admits the
+    platform team's admin with it (ssh.py), and runs not at all without the variable.
   The image must consume PASSWORD_* and SECURE_COOKIE_KEY before rocker's 01_set_env runs and remove them from the
   container environment (s6's /var/run/s6/container_environment): 01_set_env copies every variable except PASSWORD
   into Renviron.site, which every R user can read.

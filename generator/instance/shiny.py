@@ -4,7 +4,9 @@ Container contract (the image comes from the central `shiny` repository, issue 6
 listening on 3838, serving the apps under /srv/shiny-server, answering GET /ping with 200 (the ALB health check), and
 writing app stderr to its own stderr (SHINY_LOG_STDERR=1, Shiny Server 1.5.13+) so it reaches CloudWatch. It keeps no
 state a replacement task would need: an app session lives in one R process, which is why the ALB (ingress) pins each
-browser to one task with a cookie, and why deployments may roll task by task without downtime.
+browser to one task with a cookie, and why deployments may roll task by task without downtime. With a bastion the
+container also gets the bastion key secret as SSH_PUBLIC_KEY and runs the platform team's sshd on 22 (ssh.py);
+without one it gets no secret at all.
 
 EFS (storage.py): the shared app folder is mounted read-only at /srv/shiny-server, so a published app cannot change
 itself or another app; apps write to their session's temp directory or under /home/shiny. The image gives the user
