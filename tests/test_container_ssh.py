@@ -194,6 +194,8 @@ def test_sshd_config_admits_the_admin_with_a_key_only_and_forwards_nothing(image
 def test_the_bastion_and_the_tasks_share_the_admin_and_the_set_up_steps() -> None:
     container = REPO / "container"
     assert sshd_options(container / "bastion/sshd_config")["allowusers"] == ssh.ADMIN_USER
+    assert f'user="{ssh.ADMIN_USER}"' in (container / "bastion/start.sh").read_text(encoding="utf-8")
+    assert f"--shell /bin/bash {ssh.ADMIN_USER}" in (container / "bastion/Dockerfile").read_text(encoding="utf-8")
     library = (container / "bastion/ssh_setup.sh").read_bytes()
     for image in IMAGES:
         assert (container / image / "ssh/ssh_setup.sh").read_bytes() == library
