@@ -1,15 +1,11 @@
-"""The bastion image: start.sh run with bash against a scratch root and fake ssh-keygen, sshd and chown, and the sshd
-configuration it starts with.
-
-The fakes log their arguments; the fake sshd ends the run, as the real one would take over the process. The test key
-below is a real OpenSSH public key (its private half was thrown away): the body must never show up in any output.
+"""The bastion image: start.sh run with bash against a scratch root and fake ssh-keygen, sshd and chown
+(tests/ssh_scripts.py), and the sshd configuration it starts with.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import stat
 import subprocess
 from pathlib import Path
 from typing import NamedTuple
@@ -18,35 +14,13 @@ import pytest
 
 from generator.instance.bastion import ssh_key_secret_name
 from generator.instance.security_groups import SSH_PORT
+from tests.ssh_scripts import FAKES, KEY, KEY_BODY, PLACEHOLDER, install_library, make_fakes, mode, sshd_options
 
 REPO = Path(__file__).resolve().parent.parent
 IMAGE = REPO / "container" / "bastion"
 SCRIPT = IMAGE / "start.sh"
 
 pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="the start script needs bash")
-
-KEY_BODY = "AAAAC3NzaC1lZDI1NTE5AAAAILY+M3u1fxMorOX8jh5K2Vjy9Nvr4mrqEPtyr1/Mgvpr"
-KEY = f"ssh-ed25519 {KEY_BODY} alice@laptop"
-# What the stack puts into the secret until the platform team replaces it: 32 letters and digits.
-PLACEHOLDER = "Zq8xK2mP4vN7bR1tY6wE3uI9oA5sD0fG"
-
-LOG_ARGS = 'printf "%s\\n" "$(basename "$0") $*" >>"$FAKE_LOG"'
-FAKES = {
-    # -l accepts anything but a key containing BROKEN (a key that matches the pattern but is not a key); -t makes a
-    # dummy key pair.
-    "ssh-keygen": f"""
-{LOG_ARGS}
-while [[ $# -gt 0 ]]; do case "$1" in -f) file="$2"; shift 2 ;; -l) list=1; shift ;; *) shift ;; esac; done
-if [[ -n "${{list:-}}" ]]; then
-    grep -q BROKEN "$file" && exit 255
-    echo "256 SHA256:fakefingerprint (ED25519)"
-else
-    echo private >"$file"; echo "ssh-ed25519 AAAAfake" >"$file.pub"
-fi
-""",
-    "sshd": 'printf "%s\\n" "$0 $*" >>"$FAKE_LOG"',
-    "chown": LOG_ARGS,
-}
 
 
 class Run(NamedTuple):
@@ -64,21 +38,12 @@ class Run(NamedTuple):
         return self.root / "home/admin/.ssh/authorized_keys"
 
 
-def make_fakes(tmp_path: Path, fakes: dict[str, str]) -> Path:
-    folder = tmp_path / "fakes"
-    folder.mkdir(exist_ok=True)
-    for name, body in fakes.items():
-        path = folder / name
-        path.write_text(f"#!/bin/bash\nset -euo pipefail\n{body}", encoding="utf-8")
-        path.chmod(0o755)
-    return folder
-
-
 def start(tmp_path: Path, key: str | None, fakes: dict[str, str] = FAKES, **env: str) -> Run:
     root = tmp_path / "root"
     for folder in ("etc/ssh", "home/admin", "run"):
         (root / folder).mkdir(parents=True, exist_ok=True)
     (root / "etc/ssh/sshd_config").write_text((IMAGE / "sshd_config").read_text(encoding="utf-8"), encoding="utf-8")
+    install_library(root, IMAGE)
     log = tmp_path / "commands.log"
     log.write_text("", encoding="utf-8")
     fake_dir = make_fakes(tmp_path, fakes)
@@ -87,10 +52,6 @@ def start(tmp_path: Path, key: str | None, fakes: dict[str, str] = FAKES, **env:
         env["SSH_PUBLIC_KEY"] = key
     result = subprocess.run(["bash", str(SCRIPT)], env=env, capture_output=True, text=True, timeout=60, check=False)
     return Run(root, fake_dir, result, log.read_text(encoding="utf-8").splitlines())
-
-
-def mode(path: Path) -> int:
-    return stat.S_IMODE(path.stat().st_mode)
 
 
 def assert_sshd_started(run: Run) -> None:
@@ -187,17 +148,10 @@ def test_the_real_ssh_keygen_accepts_the_key_and_rejects_a_truncated_one(tmp_pat
     assert not bad.authorized_keys.exists()
 
 
-def sshd_options() -> dict[str, str]:
-    options: dict[str, str] = {}
-    for line in (IMAGE / "sshd_config").read_text(encoding="utf-8").splitlines():
-        if line.strip() and not line.lstrip().startswith("#"):
-            name, _, value = line.strip().partition(" ")
-            options.setdefault(name.lower(), value.strip())  # sshd takes the first value of most options
-    return options
 
 
 def test_sshd_config_allows_key_only_login_for_admin() -> None:
-    options = sshd_options()
+    options = sshd_options(IMAGE / "sshd_config")
     assert options["port"] == str(SSH_PORT)
     assert options["allowusers"] == "admin"
     assert options["permitrootlogin"] == "no"
@@ -209,7 +163,7 @@ def test_sshd_config_allows_key_only_login_for_admin() -> None:
 
 
 def test_sshd_config_uses_modern_algorithms_and_forwards_only_to_ssh() -> None:
-    options = sshd_options()
+    options = sshd_options(IMAGE / "sshd_config")
     kex, ciphers, macs = (options[name].split(",") for name in ("kexalgorithms", "ciphers", "macs"))
     assert "curve25519-sha256" in kex and not [k for k in kex if "sha1" in k or "group14" in k]
     assert not [c for c in ciphers if c.endswith("-cbc") or c.startswith("3des")]
@@ -239,5 +193,6 @@ def test_dockerfile_pins_the_base_and_ships_no_host_keys() -> None:
     assert "rm -f /etc/ssh/ssh_host_*" in dockerfile
     assert "usermod --password '*' admin" in dockerfile
     assert "COPY sshd_config /etc/ssh/sshd_config" in dockerfile
+    assert "COPY --chmod=0644 ssh_setup.sh /usr/local/lib/rstudio-fargate/ssh_setup.sh" in dockerfile
     assert 'CMD ["/usr/local/sbin/start.sh"]' in dockerfile
     assert f"EXPOSE {SSH_PORT}" in dockerfile

@@ -14,7 +14,9 @@ and the platform team puts the real key in once:
         --secret-string "$(cat ~/.ssh/id_ed25519.pub)"
     aws ecs update-service --cluster rstudio-<instance> --service <bastion service> --force-new-deployment
 
-ECS injects secrets only when a task starts, hence the second command (also after every key change). CloudFormation
+ECS injects secrets only when a task starts, hence the second command (also after every key change). The same key
+opens the second hop, the sshd of every RStudio and Shiny task (generator/instance/ssh.py): force a new deployment of
+those services as well (an RStudio restart ends the running R sessions; homes stay). CloudFormation
 names the service: `aws ecs list-services --cluster rstudio-<instance>` shows it (its name contains BastionService).
 Later stack updates leave the value alone as long as the secret's GenerateSecretString is not edited.
 

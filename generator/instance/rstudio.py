@@ -22,6 +22,8 @@ Container contract (the image comes from the central `rstudio` repository, issue
     (PASSWORD_ALICE); its value is that user's login password.
   - SECURE_COOKIE_KEY: this server's key; write it to a root-only file (0600) named by rserver.conf's
     secure-cookie-key-file, so logins survive restarts.
+  - SSH_PUBLIC_KEY, only when the instance has a bastion: the bastion key secret; the image's sshd on 22 admits the
+    platform team's admin with it (ssh.py), and runs not at all without the variable.
   The image must consume PASSWORD_* and SECURE_COOKIE_KEY before rocker's 01_set_env runs and remove them from the
   container environment (s6's /var/run/s6/container_environment): 01_set_env copies every variable except PASSWORD
   into Renviron.site, which every R user can read.
@@ -72,8 +74,9 @@ from generator.instance.capacity import Ec2Capacity
 from generator.instance.cluster import ClusterParts
 from generator.instance.network import Network
 from generator.instance.secrets import RStudioSecrets
-from generator.instance.security_groups import RSTUDIO_PORT, SecurityGroups
+from generator.instance.security_groups import RSTUDIO_PORT, SSH_PORT, SecurityGroups
 from generator.instance.servers import SHARED_ADMIN_USER, RStudioServer, rstudio_servers
+from generator.instance.ssh import ssh_secret
 from generator.instance.storage import Storage, mount_dependencies, rstudio_grant, rstudio_mounts, task_volumes
 from generator.instance.tasks import (
     FARGATE_PLATFORM_VERSION,
@@ -102,9 +105,11 @@ class RStudioService(NamedTuple):
 def add_rstudio(t: Template, cfg: Config, instance: str, network: Network, groups: SecurityGroups,
                 cluster_parts: ClusterParts, key: Parameter, task_roles: dict[str, Role], secrets: RStudioSecrets,
                 target_groups: dict[str, TargetGroup], rules: dict[str, ListenerRule],
-                capacity: Ec2Capacity | None, storage: Storage | None = None, *,
-                image_tag: str) -> dict[str, RStudioService]:  # fmt: skip
-    """One service per RStudio server, keyed like the target groups, rules and `task_roles` by RStudioServer.key."""
+                capacity: Ec2Capacity | None, storage: Storage | None = None, *, image_tag: str,
+                ssh_key: AWSHelperFn | None = None) -> dict[str, RStudioService]:  # fmt: skip
+    """One service per RStudio server, keyed like the target groups, rules and `task_roles` by RStudioServer.key.
+    `ssh_key`: the bastion key secret's ARN when the instance has a bastion; each server's sshd then admits the
+    platform team with that key (generator/instance/ssh.py)."""
     on_ec2 = cfg.instances[instance].rstudio.launch_type is LaunchType.ec2
     if on_ec2 != (capacity is not None):
         raise ValueError(f"instance {instance!r}: EC2 capacity must be given exactly when launch_type is ec2")
@@ -112,7 +117,7 @@ def add_rstudio(t: Template, cfg: Config, instance: str, network: Network, group
     exec_policy = add_rstudio_exec_policy(t, cluster_parts, key, list(task_roles.values()))
     services = {}
     for server in rstudio_servers(cfg, instance):
-        own = server_secrets(server, secrets)
+        own = server_secrets(server, secrets, ssh_key)
         log_group = add_log_group(t, server.id("LogGroup"), f"/rstudio/{instance}/{server.name}", key, retention)
         execution_role = add_execution_role(t, server.id("ExecutionRole"), cfg, "rstudio", log_group, key,
                                             list(own.values()))  # fmt: skip
@@ -140,10 +145,11 @@ def password_variable(user: str) -> str:
     return "PASSWORD_" + user.upper().replace("-", "_")
 
 
-def server_secrets(server: RStudioServer, secrets: RStudioSecrets) -> dict[str, AWSHelperFn]:
-    """Container variable -> secret, for exactly this server's users and its own cookie key."""
+def server_secrets(server: RStudioServer, secrets: RStudioSecrets,
+                   ssh_key: AWSHelperFn | None = None) -> dict[str, AWSHelperFn]:  # fmt: skip
+    """Container variable -> secret, for exactly this server's users, its own cookie key and the bastion's key."""
     own = {password_variable(user): secrets.passwords[user] for user in server.users}
-    return {**own, "SECURE_COOKIE_KEY": secrets.cookie_keys[server.key]}
+    return {**own, "SECURE_COOKIE_KEY": secrets.cookie_keys[server.key], **ssh_secret(ssh_key)}
 
 
 def rstudio_users(cfg: Config, instance: str, server: RStudioServer) -> str:
@@ -173,7 +179,10 @@ def add_rstudio_task_definition(t: Template, cfg: Config, instance: str, server:
     volumes, mount_points = task_volumes(storage, rstudio_mounts(server)) if storage else ([], [])
     container = ContainerDefinition(
         Name="rstudio", Image=image(cfg, "rstudio", image_tag), Essential=True,
-        PortMappings=[PortMapping(ContainerPort=RSTUDIO_PORT, Protocol="tcp")],
+        # awsvpc: the security group alone decides who reaches sshd (the bastion); the mapping declares the port, as
+        # ECS asks of every port a container exposes in awsvpc mode.
+        PortMappings=[PortMapping(ContainerPort=port, Protocol="tcp")
+                      for port in (RSTUDIO_PORT, *([SSH_PORT] if "SSH_PUBLIC_KEY" in own else []))],
         Environment=container_environment(cfg, instance, server),
         Secrets=[ContainerSecret(Name=name, ValueFrom=secret) for name, secret in sorted(own.items())],
         LinuxParameters=LinuxParameters(InitProcessEnabled=True), ReadonlyRootFilesystem=False,

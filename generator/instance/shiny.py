@@ -4,7 +4,9 @@ Container contract (the image comes from the central `shiny` repository, issue 6
 listening on 3838, serving the apps under /srv/shiny-server, answering GET /ping with 200 (the ALB health check), and
 writing app stderr to its own stderr (SHINY_LOG_STDERR=1, Shiny Server 1.5.13+) so it reaches CloudWatch. It keeps no
 state a replacement task would need: an app session lives in one R process, which is why the ALB (ingress) pins each
-browser to one task with a cookie, and why deployments may roll task by task without downtime.
+browser to one task with a cookie, and why deployments may roll task by task without downtime. With a bastion the
+container also gets the bastion key secret as SSH_PUBLIC_KEY and runs the platform team's sshd on 22 (ssh.py);
+without one it gets no secret at all.
 
 EFS (storage.py): the shared app folder is mounted read-only at /srv/shiny-server, so a published app cannot change
 itself or another app; apps write to their session's temp directory or under /home/shiny. The image gives the user
@@ -29,7 +31,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from troposphere import GetAtt, Parameter, Ref, Sub, Template
+from troposphere import AWSHelperFn, GetAtt, Parameter, Ref, Sub, Template
 from troposphere.applicationautoscaling import (
     PredefinedMetricSpecification,
     ScalableTarget,
@@ -51,6 +53,7 @@ from troposphere.ecs import (
     Service,
     TaskDefinition,
 )
+from troposphere.ecs import Secret as ContainerSecret
 from troposphere.elasticloadbalancingv2 import ListenerRule, TargetGroup
 from troposphere.elasticloadbalancingv2 import LoadBalancer as Alb
 from troposphere.iam import Role
@@ -59,7 +62,8 @@ from troposphere.logs import LogGroup
 from generator import naming
 from generator.instance.cluster import ClusterParts
 from generator.instance.network import Network
-from generator.instance.security_groups import SHINY_PORT, SecurityGroups
+from generator.instance.security_groups import SHINY_PORT, SSH_PORT, SecurityGroups
+from generator.instance.ssh import ssh_secret
 from generator.instance.storage import Storage, mount_dependencies, shiny_mounts, task_volumes
 from generator.instance.tasks import (
     FARGATE_PLATFORM_VERSION,
@@ -86,14 +90,18 @@ class ShinyService(NamedTuple):
 def add_shiny(t: Template, cfg: Config, instance: str, network: Network, groups: SecurityGroups,
               cluster_parts: ClusterParts, key: Parameter, load_balancer: Alb, target_group: TargetGroup,
               rule: ListenerRule, storage: Storage | None = None,
-              task_role: Role | None = None, *, image_tag: str) -> ShinyService:  # fmt: skip
-    """`task_role`: from add_shiny_task_role when storage needed the role first; made here when not given."""
+              task_role: Role | None = None, *, image_tag: str,
+              ssh_key: AWSHelperFn | None = None) -> ShinyService:  # fmt: skip
+    """`task_role`: from add_shiny_task_role when storage needed the role first; made here when not given.
+    `ssh_key`: the bastion key secret's ARN when the instance has a bastion (generator/instance/ssh.py)."""
     settings = cfg.instances[instance]
     log_group = add_log_group(t, "ShinyLogGroup", f"/rstudio/{instance}/shiny", key, settings.logs.retention_days)
-    execution_role = add_execution_role(t, "ShinyExecutionRole", cfg, "shiny", log_group, key, secrets=[])
+    own = ssh_secret(ssh_key)
+    execution_role = add_execution_role(t, "ShinyExecutionRole", cfg, "shiny", log_group, key,
+                                        secrets=list(own.values()))  # fmt: skip
     task_role = task_role or add_shiny_task_role(t, instance, cluster_parts, key)
     task_definition = add_shiny_task_definition(t, cfg, instance, log_group, execution_role, task_role, storage,
-                                                image_tag=image_tag)  # fmt: skip
+                                                image_tag=image_tag, own=own)  # fmt: skip
     depends_on = [rule.title, *network.egress] + (mount_dependencies(storage, "shiny") if storage else [])
     service = add_shiny_service(t, network, groups, cluster_parts, task_definition, target_group, depends_on)
     target, policies = add_shiny_autoscaling(t, settings.shiny.autoscaling, cluster_parts, service, load_balancer,
@@ -110,14 +118,21 @@ def add_shiny_task_role(t: Template, instance: str, cluster_parts: ClusterParts,
 
 
 def add_shiny_task_definition(t: Template, cfg: Config, instance: str, log_group: LogGroup, execution_role: Role,
-                              task_role: Role, storage: Storage | None = None, *,
-                              image_tag: str) -> TaskDefinition:  # fmt: skip
+                              task_role: Role, storage: Storage | None = None, *, image_tag: str,
+                              own: dict[str, AWSHelperFn] | None = None) -> TaskDefinition:  # fmt: skip
+    """`own`: container variable -> secret (ssh_secret's, or nothing)."""
+    own = own or {}
     shiny = cfg.instances[instance].shiny
     volumes, mount_points = task_volumes(storage, shiny_mounts()) if storage else ([], [])
     container = ContainerDefinition(
         Name="shiny", Image=image(cfg, "shiny", image_tag), Essential=True,
-        PortMappings=[PortMapping(ContainerPort=SHINY_PORT, Protocol="tcp")],
+        # awsvpc: the security group alone decides who reaches sshd (the bastion); the mapping declares the port, as
+        # ECS asks of every port a container exposes in awsvpc mode.
+        PortMappings=[PortMapping(ContainerPort=port, Protocol="tcp")
+                      for port in (SHINY_PORT, *([SSH_PORT] if "SSH_PUBLIC_KEY" in own else []))],
         Environment=[Environment(Name="SHINY_LOG_STDERR", Value="1")],
+        **({"Secrets": [ContainerSecret(Name=name, ValueFrom=secret) for name, secret in sorted(own.items())]}
+           if own else {}),
         # An init process reaps the ECS Exec agent's children; rocker's s6-overlay v2 tolerates not being PID 1.
         LinuxParameters=LinuxParameters(InitProcessEnabled=True),
         # ECS Exec (the admin path) needs a writable root filesystem, and Fargate has no tmpfs for Shiny Server's

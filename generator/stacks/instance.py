@@ -94,10 +94,11 @@ def build(cfg: Config, instance: str, image_tags: Mapping[str, str]) -> Template
     capacity = add_ec2_capacity(t, cfg, instance, network, cluster, key) if on_ec2 else None
     add_rstudio(t, cfg, instance, network, groups, cluster, key, roles.rstudio_tasks, secrets,
                 ingress.rstudio_target_groups, ingress.rstudio_rules, capacity, storage,
-                image_tag=image_tags["rstudio"])  # fmt: skip
+                image_tag=image_tags["rstudio"], ssh_key=stored.bastion_key)  # fmt: skip
     if shiny_on:
         add_shiny(t, cfg, instance, network, groups, cluster, key, ingress.load_balancer, ingress.shiny_target_group,
-                  ingress.shiny_rule, storage, shiny_role, image_tag=image_tags["shiny"])  # fmt: skip
+                  ingress.shiny_rule, storage, shiny_role, image_tag=image_tags["shiny"],
+                  ssh_key=stored.bastion_key)  # fmt: skip
     add_welcome_email(t, cfg, instance, key, secrets, rstudio_servers(cfg, instance))
     add_bastion(t, cfg, instance, network, groups, cluster, key, stored.bastion_key, image_tag=image_tags["bastion"])
     add_outputs(t, cfg, instance, roles)
