@@ -262,7 +262,7 @@ def add_load_balancer_alarms(t: Template, instance: str, actions: list,
                 _query("errors", "AWS/ApplicationELB", metric, "Sum", FIVE_MINUTES, LoadBalancer=lb),
                 _query("requests", "AWS/ApplicationELB", "RequestCount", "Sum", FIVE_MINUTES, LoadBalancer=lb),
                 MetricDataQuery(Id="rate", Label="5xx % of requests", ReturnData=True,
-                                Expression=f"IF({total} >= {FIVE_XX_MIN_REQUESTS}, "
+                                Expression=f"IF(({total}) >= {FIVE_XX_MIN_REQUESTS}, "
                                            f"100 * FILL(errors, 0) / ({total}), 0)"),
             ])  # fmt: skip
     return alarms
