@@ -87,7 +87,9 @@ def topic_name(instance: str) -> str:
 
 
 def alarm_source_arn(instance: str) -> Sub:
-    """The alarms of this instance, as aws:SourceArn names them when CloudWatch publishes or uses the key."""
+    """The alarms of this instance, as aws:SourceArn names them when CloudWatch publishes or uses the key. An instance
+    named `<this>-<more>` in the same account matches too: the pattern keeps out other accounts' and other tools'
+    alarms, not a sibling instance's."""
     return regional_arn("cloudwatch", f"alarm:{alarm_name_prefix(instance)}*")
 
 
@@ -127,7 +129,7 @@ def add_topic(t: Template, cfg: Config, instance: str, key: Parameter) -> AlertT
                                  DisplayName=f"RStudio {instance} alarms"))  # fmt: skip
     subscriptions = {
         email: t.add_resource(SubscriptionResource(subscription_id(email), TopicArn=Ref(topic), Protocol="email",
-                                           Endpoint=email))
+                                                   Endpoint=email))
         for email in cfg.instances[instance].alerts.emails
     }  # fmt: skip
     return AlertTopic(topic, subscriptions)
