@@ -63,9 +63,10 @@ FARGATE_SIZES: dict[int, tuple[int, ...]] = {
     16384: tuple(range(32768, 122880 + 1, 8192)),
 }
 
-# Each per-user RStudio server adds ten resources to the instance template, its own task role and EFS grant among
-# them; 32 come to about 470 in the example's prod (CloudFormation allows 500; tests/test_stack_instance.py builds it).
-MAX_PER_USER_SERVERS = 32
+# Each per-user RStudio server adds eleven resources to the instance template, its own task role, EFS grant and
+# alarm among them; 30 come to about 490 in the example's prod (CloudFormation allows 500; tests/test_stack_instance.py
+# builds it). It was 32 before every server got its alarm.
+MAX_PER_USER_SERVERS = 30
 
 # Names that would collide with accounts the images create, or that read as something else in a host name.
 RESERVED_USER_NAMES = frozenset(
@@ -196,6 +197,29 @@ def _package(kind: str, pattern: str, rule: str):
     return check
 
 
+def _unique_emails(values: tuple[str, ...]) -> tuple[str, ...]:
+    # Mail domains and most mailboxes ignore case; two spellings would be two subscriptions to one mailbox.
+    seen: dict[str, str] = {}
+    for value in values:
+        if value.lower() in seen:
+            raise _error("duplicate", f"{value!r} is listed more than once (as {seen[value.lower()]!r}); list each "
+                         "address once")  # fmt: skip
+        seen[value.lower()] = value
+    return values
+
+
+# A standard topic: CloudWatch alarm actions name standard topics, and alarm notifications carry no FIFO group id.
+SNS_TOPIC_ARN = re.compile(r"^arn:(aws|aws-cn|aws-us-gov):sns:([a-z]{2}(?:-[a-z]+)+-\d):(\d{12}):"
+                           r"([A-Za-z0-9_-]{1,256})$")
+
+
+def _topic_arn(value: str) -> str:
+    if not SNS_TOPIC_ARN.fullmatch(value):
+        raise _error("topic_arn", f"{value!r} is not the ARN of a standard SNS topic, "
+                     "arn:<partition>:sns:<region>:<12-digit account>:<name> (FIFO topics cannot take alarms)")
+    return value
+
+
 def _unique(values: tuple[str, ...]) -> tuple[str, ...]:
     doubles = sorted({value for value in values if values.count(value) > 1})
     if doubles:
@@ -234,6 +258,7 @@ RetentionDays = Annotated[int, AfterValidator(_retention_days),
 # RStudio's logging.conf levels.
 LogLevel = Literal["debug", "info", "warn", "error"]
 SshPublicKey = Annotated[str, AfterValidator(_ssh_key), _schema(description="OpenSSH public key line")]
+TopicArn = Annotated[str, AfterValidator(_topic_arn), _schema(SNS_TOPIC_ARN.pattern)]
 ScheduleExpression = Annotated[str, AfterValidator(_schedule), _schema(r"^(cron|rate)\(.*\)$")]
 
 
@@ -621,6 +646,18 @@ class WelcomeEmail(Model):
         return self
 
 
+class Alerts(Model):
+    """Where the instance's alarms go: its own encrypted SNS topic (always there), with these e-mail addresses
+    subscribed, and optionally an existing topic as well."""
+
+    emails: Annotated[tuple[Email, ...], AfterValidator(_unique_emails)] = ()
+    """Subscribed to the instance's topic; each address gets a confirmation mail and receives nothing until the link
+    in it is followed."""
+    topic_arn: TopicArn | None = None
+    """An existing topic the alarms notify too (a team's chat or pager topic), in the instance's region; its policy
+    must let cloudwatch.amazonaws.com publish (and its key, if encrypted, let CloudWatch use it)."""
+
+
 class Instance(Model):
     account: AccountId
     region: Region | None = None
@@ -636,6 +673,7 @@ class Instance(Model):
     sftp: Sftp = Sftp()
     data: DataSettings = DataSettings()
     welcome_email: WelcomeEmail = WelcomeEmail()
+    alerts: Alerts = Alerts()
 
     @model_validator(mode="after")
     def _users(self) -> Instance:
@@ -646,7 +684,7 @@ class Instance(Model):
             raise _error("users", "rstudio.mode per_user needs at least one user")
         if self.rstudio.mode is Mode.per_user and len(self.users) > MAX_PER_USER_SERVERS:
             raise _error("users", f"per_user mode is limited to {MAX_PER_USER_SERVERS} users: each server adds "
-                         "about ten resources and a template holds at most 500; split the users over two "
+                         "about eleven resources and a template holds at most 500; split the users over two "
                          "instances")  # fmt: skip
         seen: dict[int, str] = {}
         for name, user in sorted(self.users.items()):
@@ -698,7 +736,28 @@ class Config(Model):
             _server_sizes_fit(self, name)
         for name in self.instances:
             _host_names_fit(self, name)
+        for name in self.instances:
+            _topic_in_region(self, name)
         return self
+
+
+def partition_of(region: str) -> str:
+    return "aws-cn" if region.startswith("cn-") else "aws-us-gov" if region.startswith("us-gov-") else "aws"
+
+
+def _topic_in_region(cfg: Config, name: str) -> None:
+    topic = cfg.instances[name].alerts.topic_arn
+    if topic is None:
+        return
+    partition, region = SNS_TOPIC_ARN.fullmatch(topic).group(1, 2)  # type: ignore[union-attr]  # a TopicArn
+    expected = partition_of(cfg.region_of(name))
+    if partition != expected:
+        raise _error("alerts", f"instances.{name}.alerts.topic_arn: partition {partition}, but the instance runs in "
+                     f"{cfg.region_of(name)}, partition {expected}; a topic must be in the alarms' partition")
+    if region != cfg.region_of(name):
+        raise _error("alerts", f"instances.{name}.alerts.topic_arn: the topic is in {region}, the instance in "
+                     f"{cfg.region_of(name)}; CloudWatch alarms notify topics of their own region only: name a topic "
+                     f"in {cfg.region_of(name)}")  # fmt: skip
 
 
 def _no_overlapping_vpcs(cfg: Config) -> None:

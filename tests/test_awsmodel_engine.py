@@ -61,7 +61,9 @@ def test_every_committed_template_creates_with_string_outputs(committed):
         assert bool(stack.outputs) == (name != "rstudio-logs"), name  # the logs stack holds one policy, no outputs
         for key, value in stack.outputs.items():
             assert isinstance(value, str) and not INTRINSIC.search(value), (name, key, value)
-    assert len(committed["rstudio-prod"].resources) == 173  # three per-user servers, each with its own role and grant
+    # three per-user servers, each with its own role, grant and alarm; the alarm topic, its policy, two subscriptions
+    # and the DataSync failure rule; eleven alarms in all
+    assert len(committed["rstudio-prod"].resources) == 189
     assert len(committed["rstudio-prod-storage"].resources) == 10  # key, file system, secrets: outlive the compute
 
 

@@ -173,7 +173,25 @@ BAD_CONFIGS = [
      "dns", "64 characters"),
     ("no-instances", set_path("instances", {}), "instances", "at least 1"),
     ("per-user-too-many-users", set_path("instances.prod.users", {f"user{i:02d}": {"email": f"u{i}@example.com",
-     "uid": 3001 + i} for i in range(33)}), "instances.prod", "limited to 32 users"),  # fmt: skip
+     "uid": 3001 + i} for i in range(31)}), "instances.prod", "limited to 30 users"),  # fmt: skip
+    ("alert-email-twice", set_path("instances.dev.alerts.emails", ["ops@example.com", "Ops@Example.com"]),
+     "instances.dev.alerts.emails", "listed more than once"),
+    ("alert-email-invalid", set_path("instances.dev.alerts.emails", ["ops-at-example.com"]),
+     "instances.dev.alerts.emails", "not an e-mail address"),
+    ("alert-topic-not-an-arn", set_path("instances.dev.alerts.topic_arn", "platform-pager"),
+     "instances.dev.alerts.topic_arn", "not the ARN of a standard SNS topic"),
+    ("alert-topic-fifo", set_path("instances.dev.alerts.topic_arn", "arn:aws:sns:eu-west-1:555555555555:pager.fifo"),
+     "instances.dev.alerts.topic_arn", "FIFO"),
+    ("alert-topic-short-account", set_path("instances.dev.alerts.topic_arn", "arn:aws:sns:eu-west-1:5555:pager"),
+     "instances.dev.alerts.topic_arn", "12-digit account"),
+    ("alert-topic-other-region", set_path("instances.dev.alerts.topic_arn",
+                                          "arn:aws:sns:us-east-1:555555555555:pager"),
+     "instances.dev.alerts.topic_arn", "their own region only"),
+    ("alert-topic-other-partition", set_path("instances.dev.alerts.topic_arn",
+                                             "arn:aws-cn:sns:eu-west-1:555555555555:pager"),
+     "instances.dev.alerts.topic_arn", "partition aws-cn"),
+    ("alert-unknown-key", set_path("instances.dev.alerts.phone", "+4912345"), "instances.dev.alerts.phone",
+     "unknown key"),
 ]
 
 

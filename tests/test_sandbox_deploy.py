@@ -77,6 +77,28 @@ def test_each_delegation_carries_its_zone_name_servers(rollout, cfg):
     assert len(delegated) == len(cfg.instances) == 2
 
 
+def test_each_instance_stack_has_its_topic_subscriptions_and_alarms_wired_to_what_they_watch(rollout, cfg):
+    state, _, _ = rollout
+    with Sandbox(cfg, state_dir=state) as sandbox:
+        sets = {name: s for (_, _, name), s in sandbox.model.world.stacksets.sets.items()}
+    for instance, settings in cfg.instances.items():
+        [stack_instance] = sets[f"rstudio-{instance}"].instances.values()
+        live = stack_instance.stack.resources
+        region = cfg.region_of(instance)
+        topic = f"arn:aws:sns:{region}:{settings.account}:rstudio-{instance}-alarms"
+        assert live["AlarmTopic"].physical_id == topic
+        emails = [r.properties["Endpoint"] for r in live.values() if r.resource_type == "AWS::SNS::Subscription"]
+        assert sorted(emails) == sorted(settings.alerts.emails)
+        alarms = {r.physical_id: r.properties for r in live.values() if r.resource_type == "AWS::CloudWatch::Alarm"}
+        assert alarms and all(a["AlarmActions"] == a["OKActions"] == [topic] for a in alarms.values())
+        shiny = alarms[f"rstudio-{instance}-shiny-unavailable"]
+        [desired] = [q for q in shiny["Metrics"] if q["Id"] == "desired"]
+        names = {d["Name"]: d["Value"] for d in desired["MetricStat"]["Metric"]["Dimensions"]}
+        assert names == {"ClusterName": f"rstudio-{instance}", "ServiceName": live["ShinyService"].attributes["Name"]}
+        [target] = live["DataSyncFailureRule"].properties["Targets"]
+        assert target["Arn"] == topic
+
+
 def test_a_second_deploy_of_the_same_plan_changes_nothing(rollout, cfg):
     state, plan, _ = rollout
     with Sandbox(cfg, state_dir=state) as sandbox:

@@ -77,8 +77,8 @@ def test_the_longest_names_the_config_allows_still_fit_iam_role_names(example_da
 
 @pytest.mark.slow
 def test_the_most_per_user_servers_the_config_allows_fit_in_one_template(example_data):
-    """Each server brings its own task role and EFS grant; the cap must still leave the template under 500 resources
-    and 1 MB, on the EC2 launch type with the bastion (the example's prod), the larger variant."""
+    """Each server brings its own task role, EFS grant and alarm; the cap must still leave the template under 500
+    resources and 1 MB, on the EC2 launch type with the bastion (the example's prod), the larger variant."""
     example_data["instances"]["prod"]["users"] = {f"user{i:02d}": {"email": f"u{i}@example.com", "uid": 3001 + i}
                                                   for i in range(MAX_PER_USER_SERVERS)}  # fmt: skip
     template = build(parse_config(example_data), "prod", IMAGE_TAGS)
@@ -190,12 +190,20 @@ def test_key_is_retained_rotated_and_aliased_per_instance(cfg):
     }  # fmt: skip
 
 
-def test_key_policy_lets_only_this_accounts_iam_its_log_groups_and_its_dead_letters_use_the_key(cfg):
+def test_key_policy_lets_only_this_accounts_iam_log_groups_dead_letters_and_alarms_use_the_key(cfg):
     policy = stored(cfg, "dev")["InstanceKey"]["Properties"]["KeyPolicy"]["Statement"]
     account = {"AWS": sub("arn:${AWS::Partition}:iam::${AWS::AccountId}:root")}
     events = {"Service": "events.amazonaws.com"}
     logs = {"Service": sub("logs.${AWS::Region}.amazonaws.com")}
-    assert [s["Principal"] for s in policy] == [account, account, events, logs]
+    alarms = {"Service": "cloudwatch.amazonaws.com"}
+    assert [s["Principal"] for s in policy] == [account, account, events, logs, alarms]
+    # What CloudWatch needs to publish to the encrypted alarm topic, for this instance's alarms only.
+    assert policy[4]["Action"] == ["kms:Decrypt", "kms:GenerateDataKey*"]
+    assert policy[4]["Condition"] == {
+        "StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}},
+        "ArnLike": {"aws:SourceArn": sub("arn:${AWS::Partition}:cloudwatch:${AWS::Region}:${AWS::AccountId}"
+                                         ":alarm:rstudio-dev-*")},
+    }  # fmt: skip
     assert policy[2]["Condition"] == {
         "ArnLike": {"aws:SourceArn": sub("arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:rule/*")}
     }
@@ -215,7 +223,8 @@ def test_key_policy_lets_only_this_accounts_iam_its_log_groups_and_its_dead_lett
 def test_ec2_launch_type_adds_only_the_auto_scaling_role_to_the_key_policy(cfg):
     dev = stored(cfg, "dev")["InstanceKey"]["Properties"]["KeyPolicy"]["Statement"]
     prod = stored(cfg, "prod")["InstanceKey"]["Properties"]["KeyPolicy"]["Statement"]
-    assert prod[: len(dev)] == dev
+    # The alarm statement names each instance's own alarms.
+    assert prod[: len(dev)] == json.loads(json.dumps(dev).replace(":alarm:rstudio-dev-*", ":alarm:rstudio-prod-*"))
     assert len(prod) > len(dev)
     role = sub("arn:${AWS::Partition}:iam::${AWS::AccountId}:role/aws-service-role/autoscaling.amazonaws.com/"
                "AWSServiceRoleForAutoScaling")  # fmt: skip

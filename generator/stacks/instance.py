@@ -5,7 +5,8 @@ re-creates. What holds data (key, file system, secrets) is the storage StackSet'
 passed in as parameters. This module holds the instance-side halves of the contracts the data account's
 template (generator/stacks/instance_data.py) relies on: the fixed role names it trusts and the bus its forwarding rule
 targets. The instance's own resource groups (network, ingress, DNS, WAF, services) are built by the modules of
-generator/instance/, called here in reading order.
+generator/instance/, called here in reading order; the alarms (generator/instance/alarms.py) come last and watch
+what the others made.
 Everything else runs against ${AWS::AccountId}/${AWS::Region}, so the template holds no instance account id.
 """
 
@@ -19,7 +20,7 @@ import awacs.kms
 import awacs.s3
 import awacs.sts
 from awacs.aws import Condition, Principal, StringEquals
-from troposphere import GetAtt, Output, Template
+from troposphere import GetAtt, Output, Ref, Template
 from troposphere.events import EventBusPolicy
 from troposphere.iam import Policy as RolePolicy
 from troposphere.iam import Role
@@ -39,6 +40,7 @@ from generator.iam import (
     role_arn,
     service_trust,
 )
+from generator.instance.alarms import Monitored, add_alarms, template_functions
 from generator.instance.bastion import add_bastion
 from generator.instance.capacity import add_ec2_capacity
 from generator.instance.cluster import add_cluster
@@ -87,20 +89,31 @@ def build(cfg: Config, instance: str, image_tags: Mapping[str, str]) -> Template
     shiny_role = add_shiny_task_role(t, instance, cluster, key) if shiny_on else None
     storage = add_storage(t, cfg, instance, network, groups, stored.file_system, TaskRoles(roles.rstudio_tasks,
                                                                                             shiny_role))
-    add_datasync(t, cfg, instance, network, storage, key, roles.datasync)
+    datasync = add_datasync(t, cfg, instance, network, storage, key, roles.datasync)
 
     secrets = stored.secrets
     on_ec2 = settings.rstudio.launch_type is LaunchType.ec2
     capacity = add_ec2_capacity(t, cfg, instance, network, cluster, key) if on_ec2 else None
-    add_rstudio(t, cfg, instance, network, groups, cluster, key, roles.rstudio_tasks, secrets,
-                ingress.rstudio_target_groups, ingress.rstudio_rules, capacity, storage,
-                image_tag=image_tags["rstudio"], ssh_key=stored.bastion_key)  # fmt: skip
+    rstudio = add_rstudio(t, cfg, instance, network, groups, cluster, key, roles.rstudio_tasks, secrets,
+                          ingress.rstudio_target_groups, ingress.rstudio_rules, capacity, storage,
+                          image_tag=image_tags["rstudio"], ssh_key=stored.bastion_key)  # fmt: skip
+    shiny = None
     if shiny_on:
-        add_shiny(t, cfg, instance, network, groups, cluster, key, ingress.load_balancer, ingress.shiny_target_group,
-                  ingress.shiny_rule, storage, shiny_role, image_tag=image_tags["shiny"],
-                  ssh_key=stored.bastion_key)  # fmt: skip
+        shiny = add_shiny(t, cfg, instance, network, groups, cluster, key, ingress.load_balancer,
+                          ingress.shiny_target_group, ingress.shiny_rule, storage, shiny_role,
+                          image_tag=image_tags["shiny"], ssh_key=stored.bastion_key)  # fmt: skip
     add_welcome_email(t, cfg, instance, key, secrets, rstudio_servers(cfg, instance))
     add_bastion(t, cfg, instance, network, groups, cluster, key, stored.bastion_key, image_tag=image_tags["bastion"])
+    servers = rstudio_servers(cfg, instance)
+    services = {server.name: rstudio[server.key].service for server in servers}
+    target_groups = {server.name: ingress.rstudio_target_groups[server.key] for server in servers}
+    if shiny is not None and ingress.shiny_target_group is not None:
+        services["shiny"], target_groups["shiny"] = shiny.service, ingress.shiny_target_group
+    # Last, so every Lambda function of the template is there to get its alarm.
+    add_alarms(t, cfg, instance, key, Monitored(
+        cluster.cluster, services, ingress.load_balancer, target_groups,
+        {"datasync-trigger-dead-letters": datasync.dead_letters},
+        [Ref(datasync.hourly_task), Ref(datasync.instant_task)], template_functions(t)))  # fmt: skip
     add_outputs(t, cfg, instance, roles)
     return t
 

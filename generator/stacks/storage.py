@@ -3,7 +3,7 @@
 Deployed by the `rstudio-<instance>-storage` StackSet to the instance's account and region, before the instance
 StackSet (`rstudio-<instance>`, the compute: VPC, ALB, services), which `deploy.py destroy` removes and rebuilds
 while this one stays. It holds:
-- the instance's KMS key (the compute's log groups, dead-letter queue and ECS Exec sessions use it too);
+- the instance's KMS key (the compute's log groups, dead-letter queue, alarm topic and ECS Exec sessions use it too);
 - the EFS file system with the users' homes, the Shiny apps and the sync folders, and its guardrail policy; the
   mount targets and access points are compute (pointers into the file system, rebuilt with the VPC);
 - the users' login passwords, each RStudio server's secure-cookie key and the bastion's SSH key secret, with the
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from awacs.aws import ArnLike, ArnNotEquals, Bool, Condition, Null, PolicyDocument, Principal
+from awacs.aws import ArnLike, ArnNotEquals, Bool, Condition, Null, PolicyDocument, Principal, StringEquals
 from troposphere import GetAtt, Join, Output, Ref, Sub, Tags, Template
 from troposphere.efs import BackupPolicy, FileSystem, LifecyclePolicy
 from troposphere.kms import Alias, Key
@@ -38,6 +38,7 @@ from generator.iam import (
     regional_arn,
     role_arn,
 )
+from generator.instance.alarms import alarm_source_arn
 from generator.instance.bastion import ssh_key_secret_name
 from generator.instance.capacity import grant_key_to_auto_scaling
 from generator.instance.servers import rstudio_servers
@@ -79,6 +80,18 @@ def build(cfg: Config, instance: str) -> Template:
     return t
 
 
+def alarm_key_statement(instance: str) -> Statement:
+    """CloudWatch publishes an alarm to the instance's topic (encrypted with this key) only when it may generate and
+    decrypt data keys (SNS developer guide, "Enable compatibility between event sources from AWS services and
+    encrypted topics"); only for this account's alarms of this instance (alarm names in generator/instance/alarms.py).
+    The DataSync failure rule's publishing is covered by the EventBridge statement (dead_letter_key_statement)."""
+    return Statement(Sid="CloudWatchAlarmsOfThisInstance", Effect=Allow,
+                     Principal=Principal("Service", "cloudwatch.amazonaws.com"),
+                     Action=kms_actions(("Decrypt", "GenerateDataKey*")), Resource=["*"],
+                     Condition=Condition([StringEquals("aws:SourceAccount", Ref("AWS::AccountId")),
+                                          ArnLike("aws:SourceArn", alarm_source_arn(instance))]))  # fmt: skip
+
+
 def password_users(cfg: Config, instance: str) -> list[str]:
     """Every Linux user with a login password, in the order of the PasswordSecretArns list."""
     return sorted({user for server in rstudio_servers(cfg, instance) for user in server.users})
@@ -98,6 +111,7 @@ def add_key(t: Template, instance: str) -> Key:
             Resource=["*"],
             Condition=Condition(ArnLike("kms:EncryptionContext:aws:logs:arn", regional_arn("logs", "log-group:*"))),
         ),
+        alarm_key_statement(instance),
     )  # fmt: skip
     key = t.add_resource(retain(Key(
         naming.logical_id("InstanceKey"), Description=f"RStudio instance {instance}: file system, secrets and logs",

@@ -87,6 +87,13 @@ SPECS: dict[str, Spec] = {
     "AWS::SQS::Queue": Spec("https://sqs.{r}.{suffix}/{a}/{name}", _arn("sqs", "{name}"),
                             {"Arn": "{arn}", "QueueName": "{name}", "QueueUrl": "{ref}"}, "QueueName", max_name=80),
     "AWS::SQS::QueuePolicy": Spec("{stackpart}-{HEX}", attributes={"Id": "{ref}"}),
+    "AWS::SNS::Topic": Spec("arn", _arn("sns", "{name}"), {"TopicArn": "{arn}", "TopicName": "{name}"}, "TopicName",
+                            max_name=256),
+    "AWS::SNS::TopicPolicy": Spec("{stackpart}-{HEX}", attributes={"Id": "{ref}"}),
+    # The subscription's ARN is the topic's with a UUID; the type has no GetAtt attributes.
+    "AWS::SNS::Subscription": Spec("{TopicArn}:{uuid}"),
+    "AWS::CloudWatch::Alarm": Spec("name", _arn("cloudwatch", "alarm:{name}"), {"Arn": "{arn}"}, "AlarmName",
+                                   max_name=255),
     "AWS::Athena::WorkGroup": Spec("name", attributes={"CreationTime": "2026-01-01T00:00:00Z"}, name_property="Name",
                                    max_name=128),
     "AWS::Glue::Database": Spec("name", name_property="DatabaseInput.Name", max_name=255, lowercase=True),
