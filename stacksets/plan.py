@@ -436,7 +436,7 @@ def build_plan(cfg: Config, templates_dir: Path, container_dir: Path = CONTAINER
         return Node(name=name, template_file=file_name, template_body=body, template_sha256=digest, targets=targets,
                     declared=tuple(sorted(declared_parameters(body).items())),
                     permission_model=cfg.stacksets.permission_model, call_as=call_as,
-                    operation_preferences=operation_preferences(cfg.stacksets.rollout, targets.regions),
+                    operation_preferences=operation_preferences(cfg.rollout_for(name), targets.regions),
                     depends_on=tuple(sorted(depends_on)), **extra)  # type: ignore[arg-type]  # fmt: skip
 
     nodes: list[Node] = []

@@ -268,6 +268,33 @@ def test_operation_preferences_follow_the_rollout(cfg):
     ]  # fmt: skip
 
 
+def test_each_stackset_gets_its_kind_and_name_overrides_over_the_default(example_data):
+    example_data["stacksets"]["rollout"]["overrides"] = {
+        "bootstrap": {"max_concurrent_count": 50, "failure_tolerance_count": 5},
+        "compute": {"region_concurrency": "sequential", "failure_tolerance_percentage": 0},
+        "rstudio-prod": {"concurrency_mode": "strict_failure_tolerance", "max_concurrent_count": 1},
+    }
+    cfg = parse_config(example_data)
+    nodes = build_plan(cfg, TEMPLATES).nodes
+    default = {"RegionConcurrencyType": "PARALLEL", "ConcurrencyMode": "SOFT_FAILURE_TOLERANCE",
+               "MaxConcurrentPercentage": 25, "FailureTolerancePercentage": 10}  # fmt: skip
+    # A count replaces the default's percentage of the same setting; the settings an override leaves out stay.
+    assert nodes["rstudio-bootstrap"].operation_preferences == {
+        "RegionConcurrencyType": "PARALLEL", "ConcurrencyMode": "SOFT_FAILURE_TOLERANCE",
+        "MaxConcurrentCount": 50, "FailureToleranceCount": 5,
+    }  # fmt: skip
+    assert nodes["rstudio-dev"].operation_preferences == {
+        **default, "RegionConcurrencyType": "SEQUENTIAL", "FailureTolerancePercentage": 0}
+    assert nodes["rstudio-prod"].operation_preferences == {
+        "RegionConcurrencyType": "SEQUENTIAL", "ConcurrencyMode": "STRICT_FAILURE_TOLERANCE",
+        "MaxConcurrentCount": 1, "FailureTolerancePercentage": 0,
+    }  # fmt: skip
+    untouched = set(nodes) - {"rstudio-bootstrap", "rstudio-dev", "rstudio-prod"}
+    assert untouched and all(
+        nodes[name].operation_preferences == operation_preferences(cfg.stacksets.rollout, nodes[name].targets.regions)
+        for name in untouched)
+
+
 def test_urgency_puts_what_most_steps_wait_for_first(cfg):
     plan = build_plan(cfg, TEMPLATES)
     urgency = plan.urgency()
