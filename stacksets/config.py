@@ -379,6 +379,10 @@ class Rollout(Model):
                     values.update({field: getattr(override, field) for field in group})
         return Rollout.model_validate(values)
 
+    def for_kind(self, kind: str) -> Rollout:
+        """The preferences of a StackSet of kind `kind` that has no override of its own name."""
+        return self.merged(*([self.overrides[kind]] if kind in self.overrides else []))
+
     def for_stackset(self, name: str, kind: str) -> Rollout:
         """The preferences of StackSet `name` of kind `kind`: the default, then its kind's override, then its own."""
         return self.merged(*(self.overrides[key] for key in (kind, name) if key in self.overrides))
