@@ -24,35 +24,44 @@ SCHEMA_FILE = "config.schema.json"
 
 def cmd_render(args: argparse.Namespace, cfg: Config) -> int:
     """Write templates/ and the images' configuration files from the config, or with --check only report differences."""
-    from generator.render import outputs, stale_outputs, write
+    from generator.render import EXAMPLES_CI, outputs, stale_outputs, write
 
     templates, container = Path(args.templates), Path(args.container)
     rendered = _render(cfg, container)
     if args.check:
-        stale = stale_outputs(cfg, templates, container, rendered)
+        stale = stale_outputs(cfg, templates, container, rendered, EXAMPLES_CI)
         if not stale:
             print(f"{templates}/ and {container}/ are current ({len(rendered.templates)} templates, "
-                  f"{len(rendered.container_files)} image configuration files)")  # fmt: skip
+                  f"{len(rendered.container_files)} image configuration files), and so is the CI roles template "
+                  f"in {_shown(EXAMPLES_CI)}/")  # fmt: skip
             return EXIT_OK
         sys.stdout.write("".join(staleness.describe() for staleness in stale))
         print("stale: run `python deploy.py render` and commit the result", file=sys.stderr)
         return EXIT_FAILED
     counts = [0, 0]
-    for directory, files, shared in outputs(rendered, templates, container):
+    for directory, files, shared in outputs(rendered, templates, container, EXAMPLES_CI):
         try:
             staleness = write(directory, files, shared=shared)
         except OSError as error:
             raise ConfigError(f"cannot write {directory}/: {error}") from None
         for name in sorted(set(staleness.changed) | set(staleness.missing)):
-            print(f"wrote   {directory}/{name}")
+            print(f"wrote   {_shown(directory)}/{name}")
             counts[0] += 1
         for name in staleness.orphans:
-            print(f"removed {directory}/{name}")
+            print(f"removed {_shown(directory)}/{name}")
             counts[1] += 1
     tags = ", ".join(f"{image} {tag}" for image, tag in sorted(rendered.image_tags.items()))
     print(f"{len(rendered.templates)} templates and {len(rendered.container_files)} image configuration files, "
           f"{counts[0]} changed, {counts[1]} removed; image tags: {tags}")  # fmt: skip
     return EXIT_OK
+
+
+def _shown(directory: Path) -> Path:
+    """A directory as messages name it: relative to the current directory when it lies below it."""
+    try:
+        return directory.resolve().relative_to(Path.cwd().resolve())
+    except ValueError:
+        return directory
 
 
 def _render(cfg: Config, container: Path) -> Any:
@@ -75,8 +84,13 @@ def cmd_validate(args: argparse.Namespace, cfg: Config) -> int:
     expected = [template_file(name) for name in all_stackset_names(sorted(cfg.instances))]
     problems = [f"{templates}/{name}: missing; run `python deploy.py render`" for name in expected
                 if not (templates / name).is_file()]  # fmt: skip
+    from generator.render import CI_ROLES_FILE, EXAMPLES_CI
+
     checked = 0
-    for path in sorted(templates.glob("*.yaml")):
+    ci_roles = EXAMPLES_CI / CI_ROLES_FILE
+    if not ci_roles.is_file():
+        problems.append(f"{_shown(ci_roles)}: missing; run `python deploy.py render`")
+    for path in sorted(templates.glob("*.yaml")) + ([ci_roles] if ci_roles.is_file() else []):
         text = path.read_text(encoding="utf-8")
         findings = check_template(path.name, text) + lint_template(path.name, text, cfg.regions)
         problems += [str(finding) for finding in findings]

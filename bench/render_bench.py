@@ -1,7 +1,9 @@
 """Benchmark: how long `render` takes for the example config and for a large per_user instance.
 
-Targets (2-core CI machine): the example config renders in under 2 s, and a 32-user per_user instance in under 3 s.
-Run: `python bench/render_bench.py` (exits 1 when a target is missed). Not part of the test run.
+Targets (2-core CI machine): the example config renders in 0.3 s, and a 32-user per_user instance in 1.5 s, both in
+CPU time of this process (best of several runs): CI machines are shared, and wall time there measures the neighbours
+as well; it is printed next to it. Run: `python bench/render_bench.py` (exits 1 when a target is missed). Not part of
+the test run.
 """
 
 from __future__ import annotations
@@ -20,13 +22,15 @@ from generator.render import TemplateTooLarge, render_all  # noqa: E402
 from stacksets.config import parse_config  # noqa: E402
 
 
-def best_of(runs: int, function) -> float:
-    timings = []
+def best_of(runs: int, function) -> tuple[float, float]:
+    """The shortest (CPU seconds, wall seconds) of `runs` calls."""
+    cpu, wall = [], []
     for _ in range(runs):
-        start = time.perf_counter()
+        start_cpu, start_wall = time.process_time(), time.perf_counter()
         function()
-        timings.append(time.perf_counter() - start)
-    return min(timings)
+        cpu.append(time.process_time() - start_cpu)
+        wall.append(time.perf_counter() - start_wall)
+    return min(cpu), min(wall)
 
 
 def main() -> int:
@@ -44,14 +48,15 @@ def main() -> int:
             print(f"note: {error}")
 
     results = {
-        "example config": (best_of(5, lambda: render_all(example)), 2.0),
-        "per_user instance with 32 users": (best_of(3, render_large), 3.0),
+        "example config": (best_of(5, lambda: render_all(example)), 0.3),
+        "per_user instance with 32 users": (best_of(3, render_large), 1.5),
     }
     failed = False
-    for name, (seconds, target) in results.items():
-        verdict = "ok" if seconds <= target else "MISSED"
-        failed |= seconds > target
-        print(f"{name:34} {seconds * 1000:8.1f} ms  (target {target * 1000:.0f} ms)  {verdict}")
+    for name, ((cpu, wall), target) in results.items():
+        verdict = "ok" if cpu <= target else "MISSED"
+        failed |= cpu > target
+        print(f"{name:34} {cpu * 1000:8.1f} ms CPU {wall * 1000:8.1f} ms wall  "
+              f"(target {target * 1000:.0f} ms CPU)  {verdict}")
     return 1 if failed else 0
 
 

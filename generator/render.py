@@ -8,6 +8,7 @@ the file comes from. Nothing time- or machine-dependent goes in.
 from __future__ import annotations
 
 import difflib
+import json
 import os
 import tempfile
 from collections.abc import Iterable
@@ -17,12 +18,12 @@ from pathlib import Path
 import yaml
 from cfn_clean import cfn_literal_parser
 from cfn_flip import yaml_dumper
-from cfn_flip.yaml_dumper import get_dumper
-from cfn_tools import load_json
 from troposphere import Template
 
+from generator.emitter import TemplateDumper
 from generator.images.contexts import GENERATED_HEADER, image_tags, render_container_files
 from generator.registry import builders
+from generator.stacks import ci_roles
 from stacksets.build_context import CONTAINER
 from stacksets.config import Config
 from stacksets.errors import UserError
@@ -34,6 +35,10 @@ from stacksets.naming import template_file
 yaml_dumper.STR_MAX_LENGTH_QUOTED = 200
 
 HEADER = GENERATED_HEADER + "\n"
+# Where render writes the CI example's roles template (generator/stacks/ci_roles.py), next to the workflow; not a
+# StackSet, so deploy never reads it and it is compared by `render --check` only.
+EXAMPLES_CI = Path(__file__).resolve().parent.parent / "examples" / "ci"
+CI_ROLES_FILE = "ci-roles.yaml"
 LINE_WIDTH = 120
 MAX_TEMPLATE_BYTES = TEMPLATE_URL_BYTES
 
@@ -47,10 +52,12 @@ class StaleFiles(UserError):
 
 
 def render(template: Template, name: str) -> bytes:
-    data = load_json(template.to_json(sort_keys=True))
+    # The JSON round trip turns troposphere's objects into a tree of plain values (shared objects would become YAML
+    # aliases) with sorted keys; without indentation it costs a fifth of to_json's default.
+    data = json.loads(json.dumps(template.to_dict(), sort_keys=True))
     body = yaml.dump(
         cfn_literal_parser(data),
-        Dumper=get_dumper(clean_up=False, long_form=False),
+        Dumper=TemplateDumper,
         default_flow_style=False,
         allow_unicode=True,
         width=LINE_WIDTH,
@@ -72,6 +79,7 @@ class Rendered:
     templates: dict[str, bytes]  # file name in templates/ -> bytes
     container_files: dict[str, bytes]  # path under container/ -> bytes of a generated configuration file
     image_tags: dict[str, str]  # image -> content-hash tag the instance templates pin
+    examples: dict[str, bytes]  # file name in examples/ci/ -> bytes: the CI roles template
 
 
 def render_all(cfg: Config, container: Path = CONTAINER) -> Rendered:
@@ -82,7 +90,8 @@ def render_all(cfg: Config, container: Path = CONTAINER) -> Rendered:
     container_files = render_container_files(cfg)
     tags = image_tags(container, container_files)
     templates = {template_file(name): render(build(), name) for name, build in builders(cfg, tags).items()}
-    return Rendered(templates, container_files, tags)
+    examples = {CI_ROLES_FILE: render(ci_roles.build(), CI_ROLES_FILE)}
+    return Rendered(templates, container_files, tags, examples)
 
 
 @dataclass(frozen=True)
@@ -138,14 +147,17 @@ def compare(directory: Path, rendered: dict[str, bytes], *, shared: bool = False
     )
 
 
-def outputs(rendered: Rendered, templates_dir: Path, container_dir: Path) -> list[tuple[Path, dict[str, bytes], bool]]:
+def outputs(rendered: Rendered, templates_dir: Path, container_dir: Path, examples_dir: Path | None = None
+            ) -> list[tuple[Path, dict[str, bytes], bool]]:  # fmt: skip
     """(directory, files, shared) for each place render writes: templates/ is render's alone, container/ is shared
-    with the hand-written parts of the build contexts."""
-    return [(templates_dir, rendered.templates, False), (container_dir, rendered.container_files, True)]
+    with the hand-written parts of the build contexts, and so is `examples_dir` (examples/ci/, with the workflow)
+    when given: render writes it, deploy does not care about it."""
+    found = [(templates_dir, rendered.templates, False), (container_dir, rendered.container_files, True)]
+    return found + ([(examples_dir, rendered.examples, True)] if examples_dir is not None else [])
 
 
 def stale_outputs(cfg: Config, templates_dir: Path, container_dir: Path,
-                  rendered: Rendered | None = None) -> list[Staleness]:  # fmt: skip
+                  rendered: Rendered | None = None, examples_dir: Path | None = None) -> list[Staleness]:  # fmt: skip
     """How the committed files differ from what render would write, one Staleness per directory that is not clean.
 
     The one definition of "stale": `render --check` reports it and `deploy` refuses it. Pass `rendered` when the
@@ -153,7 +165,7 @@ def stale_outputs(cfg: Config, templates_dir: Path, container_dir: Path,
     if rendered is None:
         rendered = render_all(cfg, container_dir)
     found = [compare(directory, files, shared=shared)
-             for directory, files, shared in outputs(rendered, templates_dir, container_dir)]  # fmt: skip
+             for directory, files, shared in outputs(rendered, templates_dir, container_dir, examples_dir)]  # fmt: skip
     return [staleness for staleness in found if not staleness.clean]
 
 

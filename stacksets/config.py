@@ -325,8 +325,56 @@ class ConcurrencyMode(str, Enum):
     soft_failure_tolerance = "soft_failure_tolerance"
 
 
+def _one_form_each(settings: BaseModel) -> None:
+    """A count and a percentage of the same setting exclude each other (botocore model StackSetOperationPreferences)."""
+    if settings.max_concurrent_count is not None and settings.max_concurrent_percentage is not None:
+        raise _error("rollout", "set max_concurrent_count or max_concurrent_percentage, not both")
+    if settings.failure_tolerance_count is not None and settings.failure_tolerance_percentage is not None:
+        raise _error("rollout", "set failure_tolerance_count or failure_tolerance_percentage, not both")
+
+
+def _strict_trap(settings: Rollout) -> str | None:
+    """Why StackSets would not honour these preferences as written, or None."""
+    strict = settings.concurrency_mode is ConcurrencyMode.strict_failure_tolerance
+    if strict and settings.max_concurrent_count is not None:
+        tolerance = settings.failure_tolerance_count or 0
+        if settings.max_concurrent_count > tolerance + 1:
+            return (f"under strict_failure_tolerance StackSets never run more than failure_tolerance_count + 1 = "
+                    f"{tolerance + 1} instances at once, so max_concurrent_count {settings.max_concurrent_count} "
+                    "would silently not apply: raise failure_tolerance_count or use concurrency_mode "
+                    "soft_failure_tolerance")  # fmt: skip
+    return None
+
+
+class RolloutOverride(Model):
+    """Operation preferences for some StackSets. Each setting given here replaces the default's (a count replaces
+    the default's percentage of the same setting, and the other way round); settings left out come from the
+    default."""
+
+    max_concurrent_count: int | None = Field(default=None, ge=1)
+    max_concurrent_percentage: int | None = Field(default=None, ge=1, le=100)
+    failure_tolerance_count: int | None = Field(default=None, ge=0)
+    failure_tolerance_percentage: int | None = Field(default=None, ge=0, le=100)
+    concurrency_mode: ConcurrencyMode | None = None
+    region_concurrency: Literal["sequential", "parallel"] | None = None
+
+    @model_validator(mode="after")
+    def _one_of_each(self) -> RolloutOverride:
+        _one_form_each(self)
+        return self
+
+
+# A setting given in an override replaces the default's setting of the same group, in either form.
+_ROLLOUT_GROUPS = (
+    ("max_concurrent_count", "max_concurrent_percentage"),
+    ("failure_tolerance_count", "failure_tolerance_percentage"),
+    ("concurrency_mode",),
+    ("region_concurrency",),
+)
+
+
 class Rollout(Model):
-    """StackSet operation preferences applied to every StackSet."""
+    """StackSet operation preferences: these for every StackSet, except where `overrides` says otherwise."""
 
     max_concurrent_count: int | None = Field(default=None, ge=1)
     max_concurrent_percentage: int | None = Field(default=None, ge=1, le=100)
@@ -334,22 +382,35 @@ class Rollout(Model):
     failure_tolerance_percentage: int | None = Field(default=None, ge=0, le=100)
     concurrency_mode: ConcurrencyMode = ConcurrencyMode.soft_failure_tolerance
     region_concurrency: Literal["sequential", "parallel"] = "parallel"
+    overrides: dict[str, RolloutOverride] = {}
+    """By StackSet kind (bootstrap, central, data, logs, zone, delegation, instance-data, storage, compute) or by
+    StackSet name (rstudio-prod): each replaces the settings it gives; a name's override applies after its kind's."""
 
     @model_validator(mode="after")
     def _one_of_each(self) -> Rollout:
-        if self.max_concurrent_count is not None and self.max_concurrent_percentage is not None:
-            raise _error("rollout", "set max_concurrent_count or max_concurrent_percentage, not both")
-        if self.failure_tolerance_count is not None and self.failure_tolerance_percentage is not None:
-            raise _error("rollout", "set failure_tolerance_count or failure_tolerance_percentage, not both")
-        strict = self.concurrency_mode is ConcurrencyMode.strict_failure_tolerance
-        if strict and self.max_concurrent_count is not None:
-            tolerance = self.failure_tolerance_count or 0
-            if self.max_concurrent_count > tolerance + 1:
-                raise _error("rollout", f"under strict_failure_tolerance StackSets never run more than "
-                             f"failure_tolerance_count + 1 = {tolerance + 1} instances at once, so "
-                             f"max_concurrent_count {self.max_concurrent_count} would silently not apply: raise "
-                             "failure_tolerance_count or use concurrency_mode soft_failure_tolerance")  # fmt: skip
+        _one_form_each(self)
+        trap = _strict_trap(self)
+        if trap:
+            raise _error("rollout", trap)
         return self
+
+    def merged(self, *overrides: RolloutOverride) -> Rollout:
+        """These preferences with `overrides` applied in order, without overrides of their own; raises
+        ValidationError when the result is not a valid rollout (the strict-mode trap)."""
+        values = self.model_dump(exclude={"overrides"})
+        for override in overrides:
+            for group in _ROLLOUT_GROUPS:
+                if any(field in override.model_fields_set for field in group):
+                    values.update({field: getattr(override, field) for field in group})
+        return Rollout.model_validate(values)
+
+    def for_kind(self, kind: str) -> Rollout:
+        """The preferences of a StackSet of kind `kind` that has no override of its own name."""
+        return self.merged(*([self.overrides[kind]] if kind in self.overrides else []))
+
+    def for_stackset(self, name: str, kind: str) -> Rollout:
+        """The preferences of StackSet `name` of kind `kind`: the default, then its kind's override, then its own."""
+        return self.merged(*(self.overrides[key] for key in (kind, name) if key in self.overrides))
 
 
 class Bootstrap(Model):
@@ -710,6 +771,11 @@ class Config(Model):
     def region_of(self, instance: str) -> str:
         return self.instances[instance].region or self.default_region
 
+    def rollout_for(self, stackset: str) -> Rollout:
+        """The operation preferences of one of this config's StackSets, overrides applied."""
+        kind = naming.stackset_kinds(sorted(self.instances))[stackset]
+        return self.stacksets.rollout.for_stackset(stackset, kind)
+
     @property
     def regions(self) -> tuple[str, ...]:
         """Every region the configuration deploys to, sorted."""
@@ -731,6 +797,7 @@ class Config(Model):
                 raise _error("instances", f"instances.{name}: would create StackSet {clash[0]}, which another "
                              "StackSet already uses; rename the instance (names like 'data', 'central' or "
                              "'<other instance>-zone' collide)")  # fmt: skip
+        _rollout_overrides_apply(self)
         _no_overlapping_vpcs(self)
         for name in self.instances:
             _server_sizes_fit(self, name)
@@ -758,6 +825,26 @@ def _topic_in_region(cfg: Config, name: str) -> None:
         raise _error("alerts", f"instances.{name}.alerts.topic_arn: the topic is in {region}, the instance in "
                      f"{cfg.region_of(name)}; CloudWatch alarms notify topics of their own region only: name a topic "
                      f"in {cfg.region_of(name)}")  # fmt: skip
+
+
+def _rollout_overrides_apply(cfg: Config) -> None:
+    """Every override names a kind or a StackSet of this config, and every StackSet's merged preferences are valid."""
+    rollout = cfg.stacksets.rollout
+    kinds = naming.stackset_kinds(sorted(cfg.instances))
+    for key in rollout.overrides:
+        if key not in naming.KINDS and key not in kinds:
+            raise _error("rollout", f"stacksets.rollout.overrides.{key}: neither a StackSet kind "
+                         f"({', '.join(naming.KINDS)}) nor a StackSet of this config ({', '.join(sorted(kinds))})")
+    for name, kind in sorted(kinds.items()):
+        keys = [key for key in (kind, name) if key in rollout.overrides]
+        if not keys:
+            continue
+        try:
+            rollout.for_stackset(name, kind)
+        except ValidationError as error:
+            reason = error.errors(include_url=False)[0]["msg"]
+            raise _error("rollout", f"stacksets.rollout.overrides.{keys[-1]}: for {name} (the default, then "
+                         f"{' then '.join(keys)}): {reason}") from None
 
 
 def _no_overlapping_vpcs(cfg: Config) -> None:

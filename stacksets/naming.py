@@ -88,6 +88,24 @@ def all_stackset_names(instances: list[str]) -> list[str]:
     return names
 
 
+# What each StackSet is, for settings that differ by kind (stacksets.rollout.overrides): the four shared ones and the
+# five of every instance ("compute" is rstudio-<instance>, "instance-data" its StackSet in the data account).
+SHARED_KINDS = {BOOTSTRAP: "bootstrap", CENTRAL: "central", DATA: "data", LOGS: "logs"}
+KINDS = ("bootstrap", "central", "data", "logs", "zone", "delegation", "instance-data", "storage", "compute")
+
+
+def stackset_kinds(instances: list[str]) -> dict[str, str]:
+    """Every StackSet of a config with these instances -> its kind (one of KINDS)."""
+    kinds = dict(SHARED_KINDS)
+    for name in instances:
+        kinds[zone_stackset(name)] = "zone"
+        kinds[delegation_stackset(name)] = "delegation"
+        kinds[instance_data_stackset(name)] = "instance-data"
+        kinds[storage_stackset(name)] = "storage"
+        kinds[instance_stackset(name)] = "compute"
+    return kinds
+
+
 def template_file(stackset: str) -> str:
     return f"{stackset}.yaml"
 

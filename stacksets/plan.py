@@ -159,6 +159,9 @@ Step = Union[Node, ImageStep]
 class Plan:
     nodes: dict[str, Node] = field(default_factory=dict)  # the StackSets
     images: ImageStep | None = None
+    # Kind (naming.KINDS) -> OperationPreferences for StackSets the config no longer has, which `deploy --prune`
+    # deletes (stacksets/retire.py): the default with the kind's override; a name's override went with the name.
+    retired_preferences: dict[str, dict[str, object]] = field(default_factory=dict)
 
     def steps(self) -> dict[str, Step]:
         """Everything the walk runs, by name: the StackSets and the image step."""
@@ -239,13 +242,14 @@ class Plan:
                 return depends_on
             return tuple(sorted({*(dep for dep in depends_on if dep != step.name), *step.depends_on}))
 
-        return Plan({name: replace(node, depends_on=splice(node.depends_on)) for name, node in self.nodes.items()})
+        nodes = {name: replace(node, depends_on=splice(node.depends_on)) for name, node in self.nodes.items()}
+        return replace(self, nodes=nodes, images=None)
 
     def reversed(self) -> Plan:
         """The StackSets with every edge turned around: the destroy order (there is nothing to destroy of images)."""
         plan = self.without_images()
         nodes = {name: replace(node, depends_on=tuple(plan.dependents(name))) for name, node in plan.nodes.items()}
-        return Plan(nodes)
+        return replace(plan, nodes=nodes)
 
     def compute(self) -> Plan:
         """What a destroy removes unless told to remove data too: the StackSets that hold no data and that nothing
@@ -291,7 +295,7 @@ class Plan:
 
     def _restricted(self, wanted: set[str]) -> Plan:
         images = self.images if self.images is not None and self.images.name in wanted else None
-        return Plan({name: node for name, node in self.nodes.items() if name in wanted}, images)
+        return replace(self, nodes={name: node for name, node in self.nodes.items() if name in wanted}, images=images)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -436,7 +440,7 @@ def build_plan(cfg: Config, templates_dir: Path, container_dir: Path = CONTAINER
         return Node(name=name, template_file=file_name, template_body=body, template_sha256=digest, targets=targets,
                     declared=tuple(sorted(declared_parameters(body).items())),
                     permission_model=cfg.stacksets.permission_model, call_as=call_as,
-                    operation_preferences=operation_preferences(cfg.stacksets.rollout, targets.regions),
+                    operation_preferences=operation_preferences(cfg.rollout_for(name), targets.regions),
                     depends_on=tuple(sorted(depends_on)), **extra)  # type: ignore[arg-type]  # fmt: skip
 
     nodes: list[Node] = []
@@ -465,6 +469,8 @@ def build_plan(cfg: Config, templates_dir: Path, container_dir: Path = CONTAINER
     images = ImageStep(naming.IMAGE_STEP, cfg.accounts.central, default,
                        naming.image_build_bucket(cfg.accounts.central, default), builds,
                        depends_on=(naming.CENTRAL,))  # fmt: skip
-    plan = Plan({n.name: n for n in sorted(nodes, key=lambda n: n.name)}, images)
+    retired = {kind: operation_preferences(cfg.stacksets.rollout.for_kind(kind), ())
+               for kind in ("compute", "delegation")}  # fmt: skip
+    plan = Plan({n.name: n for n in sorted(nodes, key=lambda n: n.name)}, images, retired)
     plan.sorter()  # fail early on a cycle
     return plan

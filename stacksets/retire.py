@@ -43,9 +43,11 @@ def retired_plan(plan: Plan, bodies: dict[str, str]) -> Plan:
     nodes = {}
     for name, body in sorted(bodies.items()):
         below = tuple(sorted(other for other in bodies if other.startswith(f"{name}-")))
-        nodes[name] = replace(base, name=name, template_file="", template_body=body,
+        kind = "delegation" if name.endswith("-delegation") else "compute"
+        preferences = plan.retired_preferences.get(kind, base.operation_preferences)
+        nodes[name] = replace(base, name=name, template_file="", template_body=body, operation_preferences=preferences,
                               template_sha256=hashlib.sha256(body.encode("utf-8")).hexdigest(),
                               targets=Targets(regions=(), organizational_units=base.targets.organizational_units),
                               parameters=(), overrides=(), depends_on=below, auto_deployment=False,
                               declared=tuple(sorted(declared_parameters(body).items())))  # fmt: skip
-    return Plan(nodes)
+    return Plan(nodes, retired_preferences=plan.retired_preferences)

@@ -168,6 +168,18 @@ BAD_CONFIGS = [
     ("strict-concurrency-trap", set_path("stacksets.rollout", {"concurrency_mode": "strict_failure_tolerance",
      "max_concurrent_count": 10, "failure_tolerance_count": 1}), "stacksets.rollout", "silently"),  # fmt: skip
     ("rollout-both-forms", set_path("stacksets.rollout.max_concurrent_count", 5), "stacksets.rollout", "not both"),
+    ("rollout-override-unknown", set_path("stacksets.rollout.overrides", {"rstudio-qa": {}}),
+     "stacksets.rollout.overrides.rstudio-qa", "instance-data, storage, compute) nor a StackSet of this config"),
+    ("rollout-override-both-forms", set_path("stacksets.rollout.overrides", {"bootstrap": {
+     "failure_tolerance_count": 1, "failure_tolerance_percentage": 5}}), "stacksets.rollout.overrides.bootstrap",
+     "not both"),  # fmt: skip
+    ("rollout-override-range", set_path("stacksets.rollout.overrides", {"zone": {"max_concurrent_percentage": 0}}),
+     "stacksets.rollout.overrides.zone.max_concurrent_percentage", "greater than or equal to 1"),
+    # Valid on its own, the trap only once merged with the override of rstudio-prod's kind.
+    ("rollout-override-merged-trap", set_path("stacksets.rollout.overrides", {
+     "compute": {"max_concurrent_count": 4}, "rstudio-prod": {"concurrency_mode": "strict_failure_tolerance"}}),
+     "stacksets.rollout.overrides.rstudio-prod: for rstudio-prod (the default, then compute then rstudio-prod)",
+     "silently"),  # fmt: skip
     ("central-is-admin", set_path("accounts.central", "111111111111"), "accounts.central", "admin account"),
     ("host-name-too-long", set_path("dns.base_domain", "a-really-long-organisation-domain-name.example.com"),
      "dns", "64 characters"),

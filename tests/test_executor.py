@@ -386,6 +386,33 @@ def test_self_managed_passes_accounts_and_no_call_as(example_data: dict, tmp_pat
     assert {owner for (owner, _, _) in model.world.stacksets.sets} == {cfg.accounts.admin}
 
 
+def test_each_stackset_is_rolled_out_with_its_own_preferences(example_data: dict, tmp_path: Path) -> None:
+    example_data["stacksets"]["rollout"]["overrides"] = {
+        "bootstrap": {"max_concurrent_count": 50, "failure_tolerance_percentage": 20},
+        "zone": {"region_concurrency": "sequential"},
+        "rstudio-dev-delegation": {"concurrency_mode": "strict_failure_tolerance", "max_concurrent_count": 1},
+    }
+    cfg = parse_config(example_data)
+    plan = build_plan(cfg, TEMPLATES).only(["rstudio-dev-delegation"])
+    model = model_for(cfg, scenario(**NESTED))
+    report = executor_for(model, cfg, tmp_path).deploy(plan)
+
+    assert report.ok, {n: r.message for n, r in report.results.items()}
+    cfn = clients_for(model, REGION).client("cloudformation")
+    sent = {call["StackSetName"]: call for call in model.calls_for("create_stack_instances")}
+    assert sorted(sent) == ["rstudio-bootstrap", "rstudio-dev-delegation", "rstudio-dev-zone"]
+    for name, call in sent.items():
+        # what botocore let through, as the model recorded it for the operation
+        recorded = cfn.describe_stack_set_operation(StackSetName=name, OperationId=call["OperationId"],
+                                                    CallAs="DELEGATED_ADMIN")["StackSetOperation"]  # fmt: skip
+        assert call["OperationPreferences"] == plan.nodes[name].operation_preferences, name
+        assert recorded["OperationPreferences"] == call["OperationPreferences"], name
+    assert sent["rstudio-bootstrap"]["OperationPreferences"]["MaxConcurrentCount"] == 50
+    assert sent["rstudio-dev-zone"]["OperationPreferences"]["RegionConcurrencyType"] == "SEQUENTIAL"
+    assert sent["rstudio-dev-delegation"]["OperationPreferences"]["ConcurrencyMode"] == "STRICT_FAILURE_TOLERANCE"
+    assert len({json.dumps(call["OperationPreferences"], sort_keys=True) for call in sent.values()}) == 3
+
+
 def test_service_managed_bootstrap_auto_deploys(deployed, plan: Plan) -> None:
     assert plan.nodes["rstudio-bootstrap"].call_as is CallAs.delegated_admin
     create = deployed[0].calls_for("create_stack_set")[0]

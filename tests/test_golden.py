@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from generator.render import compare, render_all
+from generator.render import EXAMPLES_CI, compare, render_all
 from stacksets.naming import all_stackset_names, template_file
 from stacksets.template_checks import check_template, lint_template
 from tests.conftest import TEMPLATES
@@ -15,6 +15,11 @@ COMMITTED = sorted(TEMPLATES.glob("*.yaml"))
 def test_committed_templates_equal_the_render(cfg):
     staleness = compare(TEMPLATES, render_all(cfg).templates)
     assert staleness.clean, "templates/ is stale; run `python deploy.py render`\n" + staleness.describe()
+
+
+def test_the_committed_ci_roles_template_equals_the_render(cfg):
+    staleness = compare(EXAMPLES_CI, render_all(cfg).examples, shared=True)
+    assert staleness.clean, "examples/ci/ is stale; run `python deploy.py render`\n" + staleness.describe()
 
 
 def test_registry_config_and_files_agree_one_to_one(cfg):

@@ -14,6 +14,7 @@ import pytest
 from stacksets.build_context import context_tag, read_context, zip_context
 from stacksets.config import parse_config
 from stacksets.plan import ImageStep, OutputRef, PlanError, build_plan, operation_preferences
+from stacksets.retire import retired_plan
 from tests.conftest import ROOT, TEMPLATES
 
 
@@ -266,6 +267,44 @@ def test_operation_preferences_follow_the_rollout(cfg):
     assert operation_preferences(cfg.stacksets.rollout, ("us-east-1", "eu-west-1"))["RegionOrder"] == [
         "us-east-1", "eu-west-1",
     ]  # fmt: skip
+
+
+def test_each_stackset_gets_its_kind_and_name_overrides_over_the_default(example_data):
+    example_data["stacksets"]["rollout"]["overrides"] = {
+        "bootstrap": {"max_concurrent_count": 50, "failure_tolerance_count": 5},
+        "compute": {"region_concurrency": "sequential", "failure_tolerance_percentage": 0},
+        "rstudio-prod": {"concurrency_mode": "strict_failure_tolerance", "max_concurrent_count": 1},
+    }
+    cfg = parse_config(example_data)
+    nodes = build_plan(cfg, TEMPLATES).nodes
+    default = {"RegionConcurrencyType": "PARALLEL", "ConcurrencyMode": "SOFT_FAILURE_TOLERANCE",
+               "MaxConcurrentPercentage": 25, "FailureTolerancePercentage": 10}  # fmt: skip
+    # A count replaces the default's percentage of the same setting; the settings an override leaves out stay.
+    assert nodes["rstudio-bootstrap"].operation_preferences == {
+        "RegionConcurrencyType": "PARALLEL", "ConcurrencyMode": "SOFT_FAILURE_TOLERANCE",
+        "MaxConcurrentCount": 50, "FailureToleranceCount": 5,
+    }  # fmt: skip
+    assert nodes["rstudio-dev"].operation_preferences == {
+        **default, "RegionConcurrencyType": "SEQUENTIAL", "FailureTolerancePercentage": 0}
+    assert nodes["rstudio-prod"].operation_preferences == {
+        "RegionConcurrencyType": "SEQUENTIAL", "ConcurrencyMode": "STRICT_FAILURE_TOLERANCE",
+        "MaxConcurrentCount": 1, "FailureTolerancePercentage": 0,
+    }  # fmt: skip
+    untouched = set(nodes) - {"rstudio-bootstrap", "rstudio-dev", "rstudio-prod"}
+    assert untouched and all(
+        nodes[name].operation_preferences == operation_preferences(cfg.stacksets.rollout, nodes[name].targets.regions)
+        for name in untouched)
+
+
+def test_retired_stacksets_are_deleted_with_their_kinds_preferences_not_the_bootstraps(example_data):
+    example_data["stacksets"]["rollout"]["overrides"] = {
+        "bootstrap": {"max_concurrent_count": 50}, "compute": {"region_concurrency": "sequential"}}
+    cfg = parse_config(example_data)
+    body = "Resources:\n  Topic:\n    Type: AWS::SNS::Topic\n"
+    retired = retired_plan(build_plan(cfg, TEMPLATES), {"rstudio-qa": body, "rstudio-qa-delegation": body}).nodes
+    assert retired["rstudio-qa"].operation_preferences == operation_preferences(cfg.rollout_for("rstudio-dev"), ())
+    assert retired["rstudio-qa"].operation_preferences["RegionConcurrencyType"] == "SEQUENTIAL"
+    assert retired["rstudio-qa-delegation"].operation_preferences == operation_preferences(cfg.stacksets.rollout, ())
 
 
 def test_urgency_puts_what_most_steps_wait_for_first(cfg):
