@@ -64,7 +64,13 @@ from generator.instance.tasks import (
     awslogs,
     image,
 )
+from generator.naming import task_family
 from stacksets.config import Config
+
+BASTION_CONTAINER = "bastion"
+# The one login of the bastion and of the RStudio and Shiny images' SSH servers: the container contract above and
+# the jump command `deploy.py connect --ssh` prints.
+ADMIN_USER = "admin"
 
 
 class Bastion(NamedTuple):
@@ -100,7 +106,7 @@ def add_bastion_task_definition(t: Template, cfg: Config, instance: str, secret:
                                 execution_role: Role, task_role: Role, *,
                                 image_tag: str) -> TaskDefinition:  # fmt: skip
     container = ContainerDefinition(
-        Name="bastion", Image=image(cfg, "bastion", image_tag), Essential=True,
+        Name=BASTION_CONTAINER, Image=image(cfg, "bastion", image_tag), Essential=True,
         PortMappings=[PortMapping(ContainerPort=SSH_PORT, Protocol="tcp")],
         Secrets=[ContainerSecret(Name="SSH_PUBLIC_KEY", ValueFrom=secret)],
         LinuxParameters=LinuxParameters(InitProcessEnabled=True),
@@ -109,7 +115,7 @@ def add_bastion_task_definition(t: Template, cfg: Config, instance: str, secret:
         LogConfiguration=awslogs(log_group, "bastion"),
     )  # fmt: skip
     return t.add_resource(TaskDefinition(
-        "BastionTaskDefinition", Family=f"rstudio-{instance}-bastion", Cpu="256", Memory="512",
+        "BastionTaskDefinition", Family=task_family(instance, "bastion"), Cpu="256", Memory="512",
         NetworkMode="awsvpc", RequiresCompatibilities=["FARGATE"],
         RuntimePlatform=RuntimePlatform(OperatingSystemFamily="LINUX", CpuArchitecture="X86_64"),
         ExecutionRoleArn=GetAtt(execution_role, "Arn"), TaskRoleArn=GetAtt(task_role, "Arn"),
