@@ -318,3 +318,13 @@ def test_ec2_network_interfaces_have_a_public_ip_only_where_the_service_assigns_
     with pytest.raises(ClientError) as raised:
         ec2.describe_network_interfaces(NetworkInterfaceIds=[bastion], MaxResults=5)
     assert error_code(raised) == "InvalidParameterCombination"
+
+
+def test_a_rehearsal_kept_before_the_model_served_ecs_still_answers_it(rehearsal: Path) -> None:
+    model = model_of(rehearsal)
+    state = model.world.__getstate__()
+    del state["ecs"]
+    older = type(model.world).__new__(type(model.world))
+    older.__setstate__(state)
+    assert [t.arn for t in older.ecs.tasks(Caller(DEV, REGION))] == [t.arn for t in model.world.ecs.tasks(
+        Caller(DEV, REGION))]  # fmt: skip
