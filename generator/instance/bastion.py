@@ -21,7 +21,8 @@ Later stack updates leave the value alone as long as the secret's GenerateSecret
 Finding the bastion: its public IP changes with every task. `aws ecs list-tasks --cluster rstudio-<instance> --family
 rstudio-<instance>-bastion` gives the task; `aws ecs describe-tasks` its network interface id (attachment detail
 networkInterfaceId); `aws ec2 describe-network-interfaces` that interface's Association.PublicIp. The ECS console
-shows the same IP on the task's page.
+shows the same IP on the task's page, and `python deploy.py connect <instance> <server> --ssh` (stacksets/connect.py)
+prints the whole jump command.
 
 Container contract (the image comes from the central `bastion` repository, issue 6): one container named "bastion",
 sshd on port 22, key-only login for user "admin" (no passwords, no root login), the authorized key taken from the
