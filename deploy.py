@@ -454,6 +454,20 @@ def cmd_preflight(args: argparse.Namespace, cfg: Config) -> int:
     return EXIT_FAILED if problems else EXIT_OK
 
 
+def cmd_connect(args: argparse.Namespace, cfg: Config) -> int:
+    """Find the running task of an RStudio server (or Shiny) and print the command that opens a shell in it: ECS
+    Exec, or with --ssh SSH through the instance's bastion."""
+    from stacksets.connect import connect, target
+
+    target(cfg, args.instance, args.server)  # an unknown instance or server is said before any AWS call
+    with _aws(args, cfg) as aws:
+        found = connect(aws.clients, cfg, args.instance, args.server, ssh=args.ssh)
+    for note in found.notes:
+        print(f"note: {note}", file=sys.stderr)
+    print(found.command)
+    return EXIT_OK
+
+
 def cmd_graph(args: argparse.Namespace, cfg: Config) -> int:
     """Write the StackSet DAG as Mermaid or DOT text, and as an SVG/PNG when Graphviz is installed."""
     from stacksets.graph import dot, mermaid, render_image
@@ -564,6 +578,16 @@ def build_parser() -> argparse.ArgumentParser:
     images.add_argument("--only", nargs="+", metavar="IMAGE",
                         help="only these images, e.g. rstudio,shiny (default: every image)")  # fmt: skip
     images.set_defaults(handler=cmd_images)
+
+    connect = commands.add_parser("connect", parents=[common, aws], help=cmd_connect.__doc__,
+                                  description=cmd_connect.__doc__)  # fmt: skip
+    connect.add_argument("instance", help="an instance of the config")
+    connect.add_argument("server", nargs="?",
+                         help="the RStudio server: 'rstudio' in shared mode, the user's name in per-user mode; or "
+                              "'shiny' (default: the only RStudio server)")  # fmt: skip
+    connect.add_argument("--ssh", action="store_true",
+                         help="print the SSH command through the instance's bastion instead of ECS Exec")
+    connect.set_defaults(handler=cmd_connect)
 
     graph = commands.add_parser("graph", parents=[common, templates, container], help=cmd_graph.__doc__,
                                 description=cmd_graph.__doc__)  # fmt: skip

@@ -15,6 +15,17 @@ def role_name(instance: str, purpose: str) -> str:
     return f"{PREFIX}-{instance}-{purpose}"
 
 
+def cluster_name(instance: str) -> str:
+    """The instance's ECS cluster: fixed, so `deploy.py connect` and the operator's own `aws ecs` calls find it."""
+    return f"{PREFIX}-{instance}"
+
+
+def task_family(instance: str, part: str) -> str:
+    """A task definition family (part: "rstudio", "rstudio-alice", "shiny", "bastion"): fixed, because
+    `deploy.py connect` lists a server's tasks by family; the services' names are CloudFormation's."""
+    return f"{PREFIX}-{instance}-{part}"
+
+
 # Roles in the instance account that other accounts' templates grant access to.
 RSTUDIO_TASK_ROLE = "rstudio-task"
 """The shared server's task role; a per-user server's is rstudio_user_role(user)."""

@@ -23,7 +23,8 @@ Later stack updates leave the value alone as long as the secret's GenerateSecret
 Finding the bastion: its public IP changes with every task. `aws ecs list-tasks --cluster rstudio-<instance> --family
 rstudio-<instance>-bastion` gives the task; `aws ecs describe-tasks` its network interface id (attachment detail
 networkInterfaceId); `aws ec2 describe-network-interfaces` that interface's Association.PublicIp. The ECS console
-shows the same IP on the task's page.
+shows the same IP on the task's page, and `python deploy.py connect <instance> <server> --ssh` (stacksets/connect.py)
+prints the whole jump command.
 
 Container contract (the image comes from the central `bastion` repository, issue 6): one container named "bastion",
 sshd on port 22, key-only login for user "admin" (no passwords, no root login), the authorized key taken from the
@@ -66,7 +67,10 @@ from generator.instance.tasks import (
     awslogs,
     image,
 )
+from generator.naming import task_family
 from stacksets.config import Config
+
+BASTION_CONTAINER = "bastion"
 
 
 class Bastion(NamedTuple):
@@ -102,7 +106,7 @@ def add_bastion_task_definition(t: Template, cfg: Config, instance: str, secret:
                                 execution_role: Role, task_role: Role, *,
                                 image_tag: str) -> TaskDefinition:  # fmt: skip
     container = ContainerDefinition(
-        Name="bastion", Image=image(cfg, "bastion", image_tag), Essential=True,
+        Name=BASTION_CONTAINER, Image=image(cfg, "bastion", image_tag), Essential=True,
         PortMappings=[PortMapping(ContainerPort=SSH_PORT, Protocol="tcp")],
         Secrets=[ContainerSecret(Name="SSH_PUBLIC_KEY", ValueFrom=secret)],
         LinuxParameters=LinuxParameters(InitProcessEnabled=True),
@@ -111,7 +115,7 @@ def add_bastion_task_definition(t: Template, cfg: Config, instance: str, secret:
         LogConfiguration=awslogs(log_group, "bastion"),
     )  # fmt: skip
     return t.add_resource(TaskDefinition(
-        "BastionTaskDefinition", Family=f"rstudio-{instance}-bastion", Cpu="256", Memory="512",
+        "BastionTaskDefinition", Family=task_family(instance, "bastion"), Cpu="256", Memory="512",
         NetworkMode="awsvpc", RequiresCompatibilities=["FARGATE"],
         RuntimePlatform=RuntimePlatform(OperatingSystemFamily="LINUX", CpuArchitecture="X86_64"),
         ExecutionRoleArn=GetAtt(execution_role, "Arn"), TaskRoleArn=GetAtt(task_role, "Arn"),

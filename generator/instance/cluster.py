@@ -15,6 +15,7 @@ from troposphere.ecs import (
 from troposphere.logs import LogGroup
 
 from generator.instance.tasks import add_log_group
+from generator.naming import cluster_name
 
 
 class ClusterParts(NamedTuple):
@@ -27,7 +28,7 @@ def add_cluster(t: Template, instance: str, key: Parameter, retention_days: int)
     cluster = t.add_resource(
         Cluster(
             "Cluster",
-            ClusterName=f"rstudio-{instance}",
+            ClusterName=cluster_name(instance),
             ClusterSettings=[ClusterSetting(Name="containerInsights", Value="enabled")],
             Configuration=ClusterConfiguration(
                 ExecuteCommandConfiguration=ExecuteCommandConfiguration(

@@ -89,6 +89,7 @@ from generator.instance.tasks import (
 from stacksets.config import Config, LaunchType, server_size
 
 SHARED_ADMIN_UID = 1000
+RSTUDIO_CONTAINER = "rstudio"  # the container contract above; `deploy.py connect` opens its shell in it
 STOP_TIMEOUT_SECONDS = 120
 # The instance's Athena settings; the image hands them on to every R session (container/rstudio).
 ATHENA_VARIABLES = ("ATHENA_REGION", "ATHENA_ROLE_ARN", "ATHENA_WORKGROUP")
@@ -178,7 +179,7 @@ def add_rstudio_task_definition(t: Template, cfg: Config, instance: str, server:
     cpu, memory = server_size(cfg.instances[instance], None if server.key == "shared" else server.key)
     volumes, mount_points = task_volumes(storage, rstudio_mounts(server)) if storage else ([], [])
     container = ContainerDefinition(
-        Name="rstudio", Image=image(cfg, "rstudio", image_tag), Essential=True,
+        Name=RSTUDIO_CONTAINER, Image=image(cfg, "rstudio", image_tag), Essential=True,
         # awsvpc: the security group alone decides who reaches sshd (the bastion); the mapping declares the port, as
         # ECS asks of every port a container exposes in awsvpc mode.
         PortMappings=[PortMapping(ContainerPort=port, Protocol="tcp")
@@ -193,7 +194,7 @@ def add_rstudio_task_definition(t: Template, cfg: Config, instance: str, server:
     fargate = settings.launch_type is LaunchType.fargate
     platform = {"RuntimePlatform": RuntimePlatform(OperatingSystemFamily="LINUX", CpuArchitecture="X86_64")}
     definition = TaskDefinition(
-        server.id("TaskDefinition"), Family=f"rstudio-{instance}-{server.name}", NetworkMode="awsvpc",
+        server.id("TaskDefinition"), Family=naming.task_family(instance, server.name), NetworkMode="awsvpc",
         Cpu=str(cpu), Memory=str(memory), RequiresCompatibilities=["FARGATE" if fargate else "EC2"],
         ExecutionRoleArn=GetAtt(execution_role, "Arn"), TaskRoleArn=GetAtt(task_role, "Arn"),
         ContainerDefinitions=[container], **(platform if fargate else {}), **({"Volumes": volumes} if storage else {}),
@@ -215,7 +216,7 @@ def add_rstudio_service(t: Template, cfg: Config, instance: str, server: RStudio
         NetworkConfiguration=NetworkConfiguration(AwsvpcConfiguration=AwsvpcConfiguration(
             Subnets=[Ref(subnet) for subnet in network.private_subnets],
             SecurityGroups=[GetAtt(groups.rstudio, "GroupId")], AssignPublicIp="DISABLED")),
-        LoadBalancers=[LoadBalancer(ContainerName="rstudio", ContainerPort=RSTUDIO_PORT,
+        LoadBalancers=[LoadBalancer(ContainerName=RSTUDIO_CONTAINER, ContainerPort=RSTUDIO_PORT,
                                     TargetGroupArn=Ref(target_group))],
         HealthCheckGracePeriodSeconds=cfg.instances[instance].rstudio.health_check_grace_seconds,
         DeploymentController=DeploymentController(Type="ECS"),

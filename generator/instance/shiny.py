@@ -77,6 +77,7 @@ from stacksets.config import Config, ShinyAutoscaling
 
 # Shiny Server answers /ping within seconds of starting; apps start on first request, not at boot.
 HEALTH_CHECK_GRACE_SECONDS = 60
+SHINY_CONTAINER = "shiny"  # `deploy.py connect <instance> shiny` opens its shell in it
 
 
 class ShinyService(NamedTuple):
@@ -125,7 +126,7 @@ def add_shiny_task_definition(t: Template, cfg: Config, instance: str, log_group
     shiny = cfg.instances[instance].shiny
     volumes, mount_points = task_volumes(storage, shiny_mounts()) if storage else ([], [])
     container = ContainerDefinition(
-        Name="shiny", Image=image(cfg, "shiny", image_tag), Essential=True,
+        Name=SHINY_CONTAINER, Image=image(cfg, "shiny", image_tag), Essential=True,
         # awsvpc: the security group alone decides who reaches sshd (the bastion); the mapping declares the port, as
         # ECS asks of every port a container exposes in awsvpc mode.
         PortMappings=[PortMapping(ContainerPort=port, Protocol="tcp")
@@ -141,7 +142,8 @@ def add_shiny_task_definition(t: Template, cfg: Config, instance: str, log_group
         LogConfiguration=awslogs(log_group, "shiny"), **({"MountPoints": mount_points} if storage else {}),
     )  # fmt: skip
     return t.add_resource(TaskDefinition(
-        "ShinyTaskDefinition", Family=f"rstudio-{instance}-shiny", Cpu=str(shiny.cpu), Memory=str(shiny.memory),
+        "ShinyTaskDefinition", Family=naming.task_family(instance, "shiny"), Cpu=str(shiny.cpu),
+        Memory=str(shiny.memory),
         NetworkMode="awsvpc", RequiresCompatibilities=["FARGATE"],
         RuntimePlatform=RuntimePlatform(OperatingSystemFamily="LINUX", CpuArchitecture="X86_64"),
         ExecutionRoleArn=GetAtt(execution_role, "Arn"), TaskRoleArn=GetAtt(task_role, "Arn"),
@@ -161,7 +163,7 @@ def add_shiny_service(t: Template, network: Network, groups: SecurityGroups, clu
             NetworkConfiguration=NetworkConfiguration(AwsvpcConfiguration=AwsvpcConfiguration(
                 Subnets=[Ref(subnet) for subnet in network.private_subnets],
                 SecurityGroups=[GetAtt(groups.shiny, "GroupId")], AssignPublicIp="DISABLED")),
-            LoadBalancers=[LoadBalancer(ContainerName="shiny", ContainerPort=SHINY_PORT,
+            LoadBalancers=[LoadBalancer(ContainerName=SHINY_CONTAINER, ContainerPort=SHINY_PORT,
                                         TargetGroupArn=Ref(target_group))],
             HealthCheckGracePeriodSeconds=HEALTH_CHECK_GRACE_SECONDS,
             # Replicas share nothing but the app folder: start the new task before stopping an old one.

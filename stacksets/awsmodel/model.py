@@ -26,6 +26,7 @@ from stacksets.awsmodel.adapter import ModelError, ModelGap
 from stacksets.awsmodel.autoscaling import AutoScaling
 from stacksets.awsmodel.clock import ManualClock, SimClock
 from stacksets.awsmodel.custom import run_custom_resource
+from stacksets.awsmodel.ecs import Ecs
 from stacksets.awsmodel.engine import Stack, StackEngine
 from stacksets.awsmodel.organization import Organization
 from stacksets.awsmodel.scenario import Limits, ResourceFault, Scenario, WireFault
@@ -94,6 +95,7 @@ class World:
         self.ses = Ses(self)
         self.secrets = Secrets(self)
         self.autoscaling = AutoScaling(self)
+        self.ecs = Ecs(self)
         self.model: AwsModel | None = None  # set by AwsModel: custom resources call back into it
         self.faults = list(self.scenario.faults)
         self.remaining = [f.times for f in self.faults]  # what each fault has left to fire
@@ -104,6 +106,8 @@ class World:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         vars(self).update(state, model=None)
+        if "ecs" not in state:  # a rehearsal kept before the model served ECS tasks; Ecs holds no state of its own
+            self.ecs = Ecs(self)
 
     @property
     def limits(self) -> Limits:
@@ -308,6 +312,9 @@ class AwsModel:
         handlers[("secretsmanager", "get_secret_value")] = w.secrets.get_secret_value
         for name in ("describe_auto_scaling_groups", "set_instance_protection"):
             handlers[("autoscaling", name)] = getattr(w.autoscaling, name)
+        for name in ("list_tasks", "describe_tasks"):
+            handlers[("ecs", name)] = getattr(w.ecs, name)
+        handlers[("ec2", "describe_network_interfaces")] = w.ecs.describe_network_interfaces
         return handlers
 
     # --- test and scenario knobs -----------------------------------------------------------------------------------

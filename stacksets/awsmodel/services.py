@@ -40,6 +40,10 @@ if TYPE_CHECKING:
 BUILD_SECONDS = 600.0
 # IAM action names that differ from the operation name (S3 API reference, "Actions, resources, and condition keys").
 IAM_ACTIONS = {("s3", "HeadObject"): "s3:GetObject", ("s3", "HeadBucket"): "s3:ListBucket"}
+# The code each service answers an IAM denial with: ECS as AccessDeniedException (cdklabs/construct-hub#1207 quotes
+# "AccessDeniedException: User: ... is not authorized to perform: ecs:ListTasks"), EC2 as UnauthorizedOperation
+# (botocore ec2 DryRun: "Otherwise, it is UnauthorizedOperation").
+DENIED_CODES = {"ecs": "AccessDeniedException", "ec2": "UnauthorizedOperation"}
 ECR_PASSWORD = "model-ecr-password"  # noqa: S105 - the modelled ECR's login token, never a real secret
 
 
@@ -125,7 +129,8 @@ class Iam:
         allowed = any(_matches(s, action) for s in statements if s.get("Effect") == "Allow")
         denied = any(_matches(s, action) for s in statements if s.get("Effect") == "Deny" and not s.get("Condition"))
         if denied or not allowed:
-            raise ModelError("AccessDenied", f"User: arn:aws:sts::{caller.account}:assumed-role/{caller.role}/"
+            raise ModelError(DENIED_CODES.get(service, "AccessDenied"),
+                             f"User: arn:aws:sts::{caller.account}:assumed-role/{caller.role}/"
                              f"rstudio-fargate is not authorized to perform: {action} because no identity-based "
                              "policy allows the action", 403)  # fmt: skip
 
