@@ -260,6 +260,8 @@ def _write_timeline(args: argparse.Namespace, report: Any) -> None:
 
 def cmd_plan(args: argparse.Namespace, cfg: Config) -> int:
     """Compare the committed templates with what is deployed: per StackSet what would change, in dependency waves."""
+    from stacksets.cost import plan_delta
+    from stacksets.cost_report import delta_json, delta_text
     from stacksets.report import plan_json, plan_text, retired_plan_text
     from stacksets.retire import Retired
 
@@ -268,8 +270,9 @@ def cmd_plan(args: argparse.Namespace, cfg: Config) -> int:
         executor = _executor(args, aws, plan, live=False)
         diffs = executor.diff(plan)
         retired = Retired() if args.only else executor.retired(plan)
-    sys.stdout.write(plan_json(plan, diffs) if args.json else plan_text(plan, diffs, aws.limits)
-                     + retired_plan_text(retired, prune=False))  # fmt: skip
+    deltas = plan_delta(plan, diffs)
+    sys.stdout.write(plan_json(plan, diffs, delta_json(deltas)) if args.json else plan_text(plan, diffs, aws.limits)
+                     + delta_text(deltas) + retired_plan_text(retired, prune=False))  # fmt: skip
     return EXIT_OK
 
 
@@ -422,6 +425,17 @@ def cmd_preflight(args: argparse.Namespace, cfg: Config) -> int:
     return EXIT_FAILED if problems else EXIT_OK
 
 
+def cmd_cost(args: argparse.Namespace, cfg: Config) -> int:
+    """The fixed monthly cost of each instance and shared StackSet from the committed templates, at the dated prices
+    of stacksets/prices.json, with the usage-priced items apart."""
+    from stacksets.cost import plan_cost
+    from stacksets.cost_report import cost_json, cost_text
+
+    report = plan_cost(_plan(args, cfg), cfg)
+    sys.stdout.write(cost_json(report) if args.json else cost_text(report))
+    return EXIT_OK
+
+
 def cmd_graph(args: argparse.Namespace, cfg: Config) -> int:
     """Write the StackSet DAG as Mermaid or DOT text, and as an SVG/PNG when Graphviz is installed."""
     from stacksets.graph import dot, mermaid, render_image
@@ -530,6 +544,11 @@ def build_parser() -> argparse.ArgumentParser:
     images.add_argument("--only", nargs="+", metavar="IMAGE",
                         help="only these images, e.g. rstudio,shiny (default: every image)")  # fmt: skip
     images.set_defaults(handler=cmd_images)
+
+    cost = commands.add_parser("cost", parents=[common, templates, container], help=cmd_cost.__doc__,
+                               description=cmd_cost.__doc__)  # fmt: skip
+    cost.add_argument("--json", action="store_true", help="machine-readable output")
+    cost.set_defaults(handler=cmd_cost, only=None, sandbox=True)
 
     graph = commands.add_parser("graph", parents=[common, templates, container], help=cmd_graph.__doc__,
                                 description=cmd_graph.__doc__)  # fmt: skip
