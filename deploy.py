@@ -260,7 +260,7 @@ def _write_timeline(args: argparse.Namespace, report: Any) -> None:
 
 def cmd_plan(args: argparse.Namespace, cfg: Config) -> int:
     """Compare the committed templates with what is deployed: per StackSet what would change, in dependency waves."""
-    from stacksets.cost import plan_delta
+    from stacksets.cost import CostError, plan_delta
     from stacksets.cost_report import delta_json, delta_text
     from stacksets.report import plan_json, plan_text, retired_plan_text
     from stacksets.retire import Retired
@@ -270,9 +270,13 @@ def cmd_plan(args: argparse.Namespace, cfg: Config) -> int:
         executor = _executor(args, aws, plan, live=False)
         diffs = executor.diff(plan)
         retired = Retired() if args.only else executor.retired(plan)
-    deltas = plan_delta(plan, diffs)
-    sys.stdout.write(plan_json(plan, diffs, delta_json(deltas)) if args.json else plan_text(plan, diffs, aws.limits)
-                     + delta_text(deltas) + retired_plan_text(retired, prune=False))  # fmt: skip
+    try:
+        deltas, unknown = plan_delta(plan, diffs), None
+    except CostError as error:  # a price the table lacks must not hide the plan: the cost says why it is missing
+        deltas, unknown = [], str(error)
+    sys.stdout.write(plan_json(plan, diffs, delta_json(deltas, unknown)) if args.json
+                     else plan_text(plan, diffs, aws.limits) + delta_text(deltas, unknown)
+                     + retired_plan_text(retired, prune=False))  # fmt: skip
     return EXIT_OK
 
 

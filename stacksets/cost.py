@@ -24,7 +24,8 @@ from stacksets import naming
 from stacksets.ec2_types import INSTANCE_TYPES
 from stacksets.errors import UserError
 
-PRICES = Path(__file__).with_name("prices.json")
+COMMITTED_PRICES = Path(__file__).with_name("prices.json")
+PRICES = COMMITTED_PRICES  # what the commands read
 FARGATE_PROVIDERS = frozenset({"FARGATE", "FARGATE_SPOT"})
 
 
@@ -67,7 +68,8 @@ class PriceTable:
                             "pricing page, with its source and whether you confirmed it there") from None
 
 
-def load_prices(path: Path = PRICES) -> PriceTable:
+def load_prices(path: Path | None = None) -> PriceTable:
+    path = path or PRICES
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
@@ -78,7 +80,7 @@ def load_prices(path: Path = PRICES) -> PriceTable:
                          for key, entry in block.get(section, {}).items()}
                 for region, block in data["regions"].items()}  # fmt: skip
 
-    shown = "stacksets/prices.json" if path == PRICES else str(path)
+    shown = "stacksets/prices.json" if path == COMMITTED_PRICES else str(path)
     return PriceTable(data["date"], data["currency"], float(data["hours_per_month"]),
                       {key: float(value) for key, value in data["assumptions"].items()},
                       prices("fixed"), prices("usage"), shown)  # fmt: skip

@@ -82,8 +82,10 @@ def delta_line(delta: StackSetDelta, top: int = 3) -> str:
     return f"{_signed(delta.monthly)}: {'; '.join(parts)}{f'; and {more} more' if more > 0 else ''}"
 
 
-def delta_text(deltas: list[StackSetDelta]) -> str:
-    """The plan's cost lines: per StackSet whose fixed monthly cost changes, and the sum."""
+def delta_text(deltas: list[StackSetDelta], unknown: str | None = None) -> str:
+    """The plan's cost lines: per StackSet whose fixed monthly cost changes, and the sum (or why it is unknown)."""
+    if unknown:
+        return f"monthly cost: unknown ({unknown})\n"
     if not deltas:
         return "monthly cost: no change (committed templates vs deployed ones)\n"
     lines = [f"monthly cost: {_signed(sum(delta.monthly for delta in deltas))} (committed templates vs deployed "
@@ -92,8 +94,10 @@ def delta_text(deltas: list[StackSetDelta]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def delta_json(deltas: list[StackSetDelta]) -> dict[str, Any]:
-    return {"monthly": round(sum(delta.monthly for delta in deltas), 6),
+def delta_json(deltas: list[StackSetDelta], unknown: str | None = None) -> dict[str, Any]:
+    if unknown:
+        return {"monthly": None, "unknown": unknown, "stacksets": []}
+    return {"monthly": round(sum(delta.monthly for delta in deltas), 6), "unknown": None,
             "stacksets": [{"stackset": delta.stackset, "before": round(delta.before, 6),
                            "after": round(delta.after, 6), "monthly": round(delta.monthly, 6),
                            "changes": [{"what": change.label, "monthly": round(change.monthly, 6)}

@@ -171,6 +171,19 @@ def test_a_region_or_instance_type_without_a_price_is_named_with_the_file_to_ext
         stack_cost("rstudio-prod", prod, {"eu-west-1": 1}, load_prices())
 
 
+def test_a_missing_price_leaves_the_plan_whole_and_says_why_its_cost_is_unknown(workdir, capsys, monkeypatch):
+    table = json.loads((ROOT / "stacksets" / "prices.json").read_text())
+    table["regions"] = {"eu-central-1": table["regions"]["eu-west-1"]}
+    (workdir / "prices.json").write_text(json.dumps(table))
+    monkeypatch.setattr("stacksets.cost.PRICES", workdir / "prices.json")
+    assert deploy.main(["plan", "--sandbox", "--sandbox-state", "none"]) == 0
+    out = capsys.readouterr().out
+    assert "14 of 14 StackSets change" in out
+    assert f"monthly cost: unknown ({workdir / 'prices.json'} has no prices for eu-west-1 (needed by " in out
+    assert deploy.main(["cost"]) == 2
+    assert "covers eu-central-1: add the Region's block" in capsys.readouterr().err
+
+
 def test_the_delta_of_adding_a_per_user_server_is_one_instance_its_volume_and_two_secrets(example_data, tmp_path):
     example_data["instances"]["prod"]["users"]["dave"] = {"email": "dave@example.com", "uid": 3004}
     cfg = _config(example_data, tmp_path / "config.yaml")
