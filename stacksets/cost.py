@@ -130,8 +130,9 @@ class StackCost:
 class _Stack:
     """One stack's template in one region, with the helpers the rules share."""
 
-    def __init__(self, stackset: str, template: dict, region: str, prices: PriceTable) -> None:
-        self.stackset, self.region, self.prices = stackset, region, prices
+    def __init__(self, stackset: str, template: dict, region: str, prices: PriceTable,
+                 values: dict[str, str]) -> None:  # fmt: skip
+        self.stackset, self.region, self.prices, self.values = stackset, region, prices, values
         self.resources: dict[str, dict] = template.get("Resources") or {}
         self.parameters: dict[str, dict] = template.get("Parameters") or {}
         self.assumptions: list[str] = []
@@ -140,9 +141,13 @@ class _Stack:
         return self.resources.get(logical_id, {}).get("Properties") or {}
 
     def value(self, value: Any) -> Any:
-        """A literal, or a parameter's default; anything else (an intrinsic function) is None."""
+        """A literal, or a parameter's value (what the plan passes, else its default); anything else (an intrinsic
+        function, an output only known at deploy time) is None."""
         if isinstance(value, dict) and set(value) == {"Ref"}:
-            return self.value(self.parameters.get(value["Ref"], {}).get("Default"))
+            name = value["Ref"]
+            if name in self.values:
+                return self.values[name]
+            return self.value(self.parameters.get(name, {}).get("Default"))
         return None if isinstance(value, dict) else value
 
     def number(self, value: Any, default: float | None = None) -> float | None:
@@ -429,14 +434,16 @@ def _parsed(body: str) -> dict:
     return template if isinstance(template, dict) else {}
 
 
-def stack_cost(stackset: str, body: str, stacks_by_region: dict[str, int], prices: PriceTable) -> StackCost:
-    """One StackSet's template priced in each region it has stacks in, times those stacks."""
+def stack_cost(stackset: str, body: str, stacks_by_region: dict[str, int], prices: PriceTable,
+               parameters: dict[str, str] | None = None) -> StackCost:  # fmt: skip
+    """One StackSet's template priced in each region it has stacks in, times those stacks; `parameters` are the
+    values the plan passes (the deploy's own), over the template's defaults."""
     items: list[Item] = []
     assumptions: list[str] = []
     usage: dict[tuple[str, str], Price] = {}
     template = _parsed(body)
     for region, stacks in sorted(stacks_by_region.items()):
-        stack = _Stack(stackset, template, region, prices)
+        stack = _Stack(stackset, template, region, prices, parameters or {})
         for lid, resource in sorted(stack.resources.items()):
             kind = resource.get("Type", "")
             rule = RULES.get(kind)
@@ -504,6 +511,11 @@ class CostReport:
         return sorted((price for price in keys if price.status != "confirmed"), key=lambda price: price.key)
 
 
+def literal_parameters(node: Any) -> dict[str, str]:
+    """The parameter values the plan knows before the deploy (not those read from other StackSets' outputs)."""
+    return {key: value for key, value in node.parameters if isinstance(value, str)}
+
+
 def instance_stacksets(instance: str) -> tuple[str, ...]:
     return (naming.instance_stackset(instance), naming.storage_stackset(instance),
             naming.instance_data_stackset(instance), naming.zone_stackset(instance),
@@ -517,7 +529,7 @@ def plan_cost(plan: Any, cfg: Any, prices: PriceTable | None = None) -> CostRepo
     costs, notes = {}, {}
     for name, node in plan.nodes.items():
         by_region, notes[name] = _stacks_by_region(node)
-        costs[name] = stack_cost(name, node.template_body, by_region, prices)
+        costs[name] = stack_cost(name, node.template_body, by_region, prices, literal_parameters(node))
     groups, grouped = [], set()
     for instance in sorted(cfg.instances):
         members = [costs[name] for name in instance_stacksets(instance) if name in costs]
@@ -564,14 +576,16 @@ def _by_line(items: Iterable[Item]) -> dict[tuple[str, str], tuple[str, float]]:
 
 
 def stackset_delta(name: str, planned_body: str, planned_pairs: Iterable[tuple[str, str]], live_body: str | None,
-                   live_pairs: Iterable[tuple[str, str]], prices: PriceTable) -> StackSetDelta:  # fmt: skip
+                   live_pairs: Iterable[tuple[str, str]], prices: PriceTable,
+                   parameters: dict[str, str] | None = None) -> StackSetDelta:  # fmt: skip
     """What the StackSet costs after the deploy (the committed template on the stacks it will have) minus what it
     costs now (the deployed template on the stacks it has; nothing when there is no StackSet or template yet)."""
-    after = stack_cost(name, planned_body, dict(Counter(region for _, region in planned_pairs)), prices)
+    after = stack_cost(name, planned_body, dict(Counter(region for _, region in planned_pairs)), prices, parameters)
     live = list(live_pairs)
     before_items: tuple[Item, ...] = ()
     if live_body and live:
-        before_items = stack_cost(name, live_body, dict(Counter(region for _, region in live)), prices).items
+        before_items = stack_cost(name, live_body, dict(Counter(region for _, region in live)), prices,
+                                  parameters).items  # fmt: skip
     old, new = _by_line(before_items), _by_line(after.items)
     changes = [Change((new.get(key) or old[key])[0], new.get(key, ("", 0.0))[1] - old.get(key, ("", 0.0))[1])
                for key in sorted(set(old) | set(new))]
@@ -591,7 +605,7 @@ def plan_delta(plan: Any, diffs: Iterable[Any], prices: PriceTable | None = None
         live = tuple(getattr(diff, "live_pairs", ()))
         planned = (set(live) - set(diff.delete)) | set(diff.create)
         delta = stackset_delta(node.name, node.template_body, sorted(planned), getattr(diff, "live_template", None),
-                               live, prices)  # fmt: skip
+                               live, prices, literal_parameters(node))  # fmt: skip
         if round(delta.monthly, 2):
             deltas.append(delta)
     return deltas

@@ -7,6 +7,7 @@ The expected numbers are written as the arithmetic a reviewer would do with the 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -159,6 +160,19 @@ def test_generic_rules_price_endpoints_alarms_and_arm_fargate_by_their_propertie
     # 2 tasks (the parameter's default) x 1 vCPU / 3 GB on Graviton, in each of 2 stacks -> 2 x 65.2824
     assert by_resource["Service"] == pytest.approx(2 * (2 * 0.03238 * H + 6 * 0.00356 * H))
     assert "S3Endpoint" not in by_resource
+    planned = stack_cost("rstudio-x", GENERIC, {"eu-west-1": 1}, load_prices(), {"Count": "3"})
+    [vcpu] = [item for item in planned.items if item.price.key == "fargate_linux_arm_vcpu_hour"]
+    assert vcpu.count == 3  # the value the plan passes wins over the parameter's default
+
+
+def test_every_price_is_dated_and_names_its_aws_pricing_page(cfg):
+    table = json.loads((ROOT / "stacksets" / "prices.json").read_text())
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", table["date"]) and table["hours_per_month"] == 730
+    entries = [entry for region in table["regions"].values() for section in ("fixed", "usage")
+               for entry in region[section].values()]  # fmt: skip
+    assert entries and all(entry["source"].startswith("https://aws.amazon.com/") for entry in entries)
+    assert {entry["status"] for entry in entries} <= {"confirmed", "unconfirmed"}
+    assert set(cfg.regions) <= set(table["regions"])  # every Region the example config deploys to
 
 
 def test_a_region_or_instance_type_without_a_price_is_named_with_the_file_to_extend():
