@@ -361,6 +361,9 @@ def _vpc_endpoint(stack: _Stack, lid: str, props: dict) -> list[Item]:
 
 def _web_acl(stack: _Stack, lid: str, props: dict) -> list[Item]:
     rules = len(props.get("Rules") or [])
+    if any("ManagedRuleGroupStatement" in (rule.get("Statement") or {}) for rule in props.get("Rules") or []):
+        stack.assume("an AWS managed rule group costs what a rule does (the baseline groups have no subscription "
+                     "fee; Bot Control or Fraud Control would add theirs)")  # fmt: skip
     return [stack.item(lid, "WAF web ACL", 1, "waf_web_acl_month"),
             stack.item(lid, f"WAF rules ({rules})", rules, "waf_rule_month")]
 
@@ -382,6 +385,13 @@ def _transfer_server(stack: _Stack, lid: str, props: dict) -> list[Item]:
                        "transfer_protocol_hour")]  # fmt: skip
 
 
+def _kms_key(stack: _Stack, lid: str, props: dict) -> list[Item]:
+    if str(stack.value(props.get("EnableKeyRotation"))).lower() == "true":
+        stack.assume("a KMS key with automatic rotation adds $1 a month after each of its first two yearly rotations "
+                     "(not in the total)")  # fmt: skip
+    return [stack.item(lid, "KMS key", 1, "kms_key_month")]
+
+
 def _monthly(what: str, key: str) -> Callable[[_Stack, str, dict], list[Item]]:
     return lambda stack, lid, _props: [stack.item(lid, what, 1, key)]
 
@@ -398,7 +408,7 @@ RULES: dict[str, Callable[[_Stack, str, dict], list[Item]]] = {
     "AWS::WAFv2::WebACL": _web_acl,
     "AWS::ApplicationAutoScaling::ScalingPolicy": _scaling_policy,
     "AWS::Transfer::Server": _transfer_server,
-    "AWS::KMS::Key": _monthly("KMS key", "kms_key_month"),
+    "AWS::KMS::Key": _kms_key,
     "AWS::SecretsManager::Secret": _monthly("Secrets Manager secret", "secret_month"),
     "AWS::Route53::HostedZone": _monthly("Route 53 hosted zone", "hosted_zone_month"),
     "AWS::CloudWatch::Alarm": _monthly("CloudWatch alarm", "cloudwatch_alarm_month"),
