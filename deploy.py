@@ -292,6 +292,8 @@ def _write_timeline(args: argparse.Namespace, report: Any) -> None:
 
 def cmd_plan(args: argparse.Namespace, cfg: Config) -> int:
     """Compare the committed templates with what is deployed: per StackSet what would change, in dependency waves."""
+    from stacksets.cost import CostError, plan_delta
+    from stacksets.cost_report import delta_json, delta_text
     from stacksets.report import plan_json, plan_text, retired_plan_text
     from stacksets.retire import Retired
 
@@ -300,7 +302,12 @@ def cmd_plan(args: argparse.Namespace, cfg: Config) -> int:
         executor = _executor(args, aws, plan, live=False)
         diffs = executor.diff(plan)
         retired = Retired() if args.only else executor.retired(plan)
-    sys.stdout.write(plan_json(plan, diffs) if args.json else plan_text(plan, diffs, aws.limits)
+    try:
+        deltas, unknown = plan_delta(plan, diffs), None
+    except CostError as error:  # a price the table lacks must not hide the plan: the cost says why it is missing
+        deltas, unknown = [], str(error)
+    sys.stdout.write(plan_json(plan, diffs, delta_json(deltas, unknown)) if args.json
+                     else plan_text(plan, diffs, aws.limits) + delta_text(deltas, unknown)
                      + retired_plan_text(retired, prune=False))  # fmt: skip
     return EXIT_OK
 
@@ -468,6 +475,17 @@ def cmd_connect(args: argparse.Namespace, cfg: Config) -> int:
     return EXIT_OK
 
 
+def cmd_cost(args: argparse.Namespace, cfg: Config) -> int:
+    """The fixed monthly cost of each instance and shared StackSet from the committed templates, at the dated prices
+    of stacksets/prices.json, with the usage-priced items apart."""
+    from stacksets.cost import plan_cost
+    from stacksets.cost_report import cost_json, cost_text
+
+    report = plan_cost(_plan(args, cfg), cfg)
+    sys.stdout.write(cost_json(report) if args.json else cost_text(report))
+    return EXIT_OK
+
+
 def cmd_graph(args: argparse.Namespace, cfg: Config) -> int:
     """Write the StackSet DAG as Mermaid or DOT text, and as an SVG/PNG when Graphviz is installed."""
     from stacksets.graph import dot, mermaid, render_image
@@ -588,6 +606,11 @@ def build_parser() -> argparse.ArgumentParser:
     connect.add_argument("--ssh", action="store_true",
                          help="print the SSH command through the instance's bastion instead of ECS Exec")
     connect.set_defaults(handler=cmd_connect)
+
+    cost = commands.add_parser("cost", parents=[common, templates, container], help=cmd_cost.__doc__,
+                               description=cmd_cost.__doc__)  # fmt: skip
+    cost.add_argument("--json", action="store_true", help="machine-readable output")
+    cost.set_defaults(handler=cmd_cost, only=None, sandbox=True)
 
     graph = commands.add_parser("graph", parents=[common, templates, container], help=cmd_graph.__doc__,
                                 description=cmd_graph.__doc__)  # fmt: skip

@@ -95,11 +95,14 @@ def plan_text(plan: Plan, diffs: list[Diff], limits: Limits | None = None) -> st
     return "\n".join(lines) + "\n"
 
 
-def plan_json(plan: Plan, diffs: list[Diff]) -> str:
-    """StackSets under "stacksets", the image step (or null) under "images"."""
-    stacksets = [asdict(diff) | {"changed": diff.changed} for diff in diffs if isinstance(diff, NodeDiff)]
+def plan_json(plan: Plan, diffs: list[Diff], cost: dict[str, Any] | None = None) -> str:
+    """StackSets under "stacksets", the image step (or null) under "images", the monthly cost delta under "cost"."""
+    stacksets = [{key: value for key, value in asdict(diff).items() if key != "live_template"}
+                 | {"changed": diff.changed} for diff in diffs if isinstance(diff, NodeDiff)]  # fmt: skip
     images = [asdict(diff) | {"changed": diff.changed} for diff in diffs if isinstance(diff, ImageDiff)]
     payload = {"waves": plan.waves(), "stacksets": stacksets, "images": images[0] if images else None}
+    if cost is not None:
+        payload["cost"] = cost
     return json.dumps(payload, indent=2, sort_keys=True) + "\n"
 
 

@@ -50,6 +50,9 @@ class NodeDiff:
     delete: tuple[tuple[str, str], ...] = ()
     orphaned: tuple[tuple[str, str], ...] = ()  # live instances the plan no longer has, kept without --prune
     warnings: tuple[str, ...] = ()
+    # what is deployed now (None: no StackSet yet): the plan's cost delta prices it against the committed template
+    live_template: str | None = field(default=None, repr=False, compare=False)
+    live_pairs: tuple[tuple[str, str], ...] = ()
 
     @property
     def name(self) -> str:

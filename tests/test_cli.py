@@ -26,7 +26,7 @@ def run(*argv: str) -> int:
 
 
 COMMANDS = ["render", "validate", "schema", "plan", "deploy", "status", "drift", "destroy", "graph", "preflight",
-            "images"]  # fmt: skip
+            "images", "cost"]  # fmt: skip
 
 
 @pytest.mark.parametrize("command", [[]] + [[name] for name in COMMANDS])

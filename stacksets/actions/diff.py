@@ -43,7 +43,8 @@ def diff_stackset(ctx: Context, node: Node, strict: bool, live: dict[str, Any] |
                     create=tuple(p for p in desired if p not in existing), retry=tuple(retry), update=tuple(update),
                     delete=extra if prune else (), orphaned=() if prune else extra,
                     instances=len(desired) + (0 if prune else len(extra)),
-                    warnings=tuple(warnings))  # fmt: skip
+                    warnings=tuple(warnings), live_template=live.get("TemplateBody"),
+                    live_pairs=tuple(sorted(existing)))  # fmt: skip
 
 
 def _may_be_left_unprotected(node: Node) -> bool:
