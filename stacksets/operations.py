@@ -12,10 +12,10 @@ from typing import Any, Generator
 
 from botocore.exceptions import ClientError
 
-from stacksets.aws import explain
+from stacksets.aws import AwsError, explain
 from stacksets.calls import error_code
-from stacksets.instances import InstanceViews
-from stacksets.results import NodeFailed, State
+from stacksets.instances import InstanceViews, instance_counts
+from stacksets.results import InstanceCounts, NodeFailed, State
 from stacksets.run import Run
 from stacksets.stackset_api import StackSetApi
 from stacksets.state import StateFile
@@ -26,7 +26,11 @@ IN_FLIGHT = {"RUNNING", "QUEUED", "STOPPING"}
 # §3.1: 1.083 x of the critical path at a 60 s cap, 1.042 x at 30 s, 1.000 x at 15 s)
 MAX_POLL_S = 15.0
 MAX_POLL_CAP_S = 120.0
-POLLS_PER_S = 4.0  # well inside the paced request rate of the admin account's CloudFormation client
+POLLS_PER_S = 4.0  # requests, well inside the paced request rate of the admin account's CloudFormation client
+# an operation's poll reads the operation and, for the live progress, its StackSet's instances
+REQUESTS_PER_POLL = 2
+# drift detection leaves the instances' DetailedStatus alone: counting them would show the last deploy's
+UNCOUNTED = {"detect_stack_set_drift"}
 
 
 class Deadline:
@@ -46,12 +50,13 @@ class Deadline:
         return Park(max(0.0, min(seconds, self.until - self.run.clock())))
 
 
-def backoff(run: Run) -> Generator[float, None, None]:
+def backoff(run: Run, requests: int = 1) -> Generator[float, None, None]:
     """Poll intervals: `poll_s`, doubling up to a cap that grows with the operations being polled at once, so that
-    together they poll about POLLS_PER_S times a second: every 15 s each with a few dozen in flight, less often when
-    a rollout waits on hundreds, whose polls would otherwise queue behind each other or be throttled."""
+    together their polls (of `requests` calls each) send about POLLS_PER_S requests a second: every 15 s each with a
+    few dozen in flight, less often when a rollout waits on hundreds, whose polls would otherwise queue behind each
+    other or be throttled."""
     with run.lock:
-        run.waiting += 1
+        run.waiting += requests
     delay = run.options.poll_s
     try:
         while True:
@@ -61,7 +66,7 @@ def backoff(run: Run) -> Generator[float, None, None]:
             delay = min(delay * 2, cap)
     finally:
         with run.lock:
-            run.waiting -= 1
+            run.waiting -= requests
 
 
 class Operations:
@@ -110,24 +115,36 @@ class Operations:
 
     def wait(self, api: StackSetApi, operation_id: str, action: str,
              deadline: Deadline) -> Generator[Park, None, dict[str, Any]]:  # fmt: skip
-        """Poll right away, then with backoff, until the operation ends; NodeFailed unless it SUCCEEDED."""
-        delays = backoff(self.run)
+        """Poll right away, then with backoff, until the operation ends; NodeFailed unless it SUCCEEDED. Each poll
+        and the end report the StackSet's instance counts (for the progress view)."""
+        counted = action not in UNCOUNTED
+        delays = backoff(self.run, REQUESTS_PER_POLL if counted else 1)
         while True:
             try:
                 operation = api.describe_operation(operation_id)
             except ClientError as error:
                 raise NodeFailed(str(explain(error))) from None
             status = operation.get("Status", "")
+            instances = self._instances(api) if counted else None
+            self.run.emit(api.name, State.RUNNING, action, status.lower(), _counts(instances))
             if status not in IN_FLIGHT:
                 break
             deadline.check(f"{action} {operation_id}", f"the operation is still {status}")
-            self.run.emit(api.name, State.RUNNING, action, status.lower())
             yield deadline.park(next(delays))
         self.state.clear(api.name, operation_id)
         if status != "SUCCEEDED":
             reason = operation.get("StatusReason") or "see the instance failures below"
-            raise NodeFailed(f"{action} {operation_id} {status}: {reason}", self.views.failures(api))
+            failures = self.views.failures(api, instances=instances)
+            raise NodeFailed(f"{action} {operation_id} {status}: {reason}", failures)
         return operation
+
+    def _instances(self, api: StackSetApi) -> list[dict[str, Any]] | None:
+        """The StackSet's instances, or None when they cannot be read: the counts only inform, they never fail
+        the operation being waited for."""
+        try:
+            return api.instances()
+        except (AwsError, ClientError):
+            return None
 
     def reattach(self, api: StackSetApi) -> Generator[Park, None, bool]:
         """An operation recorded by an interrupted run: wait for it instead of starting another. True when there
@@ -157,3 +174,7 @@ class Operations:
                 self.run.timeline(api.name, action, start)
         self.state.clear(api.name)
         return True
+
+
+def _counts(instances: list[dict[str, Any]] | None) -> InstanceCounts | None:
+    return None if instances is None else instance_counts(instances)
