@@ -69,7 +69,7 @@ class Rows:
     def apply(self, event: Event) -> Row:
         state = getattr(event.state, "value", event.state)  # the executor's State enum, or a plain string
         if self.finished() and state == "PENDING":
-            self.rows = {}  # the next walk of the same command (deploy after prune, the rehearsal's re-run)
+            self.rows, self.at = {}, 0.0  # the next walk of the command (deploy after prune, the rehearsal's re-run)
         if event.stackset not in self.rows:
             self.rows[event.stackset] = Row()
             self.rows = dict(sorted(self.rows.items(), key=lambda item: (self.order.get(item[0], len(self.order)),
@@ -101,7 +101,8 @@ class Rows:
             instances = (f" · instances: {sum(c.succeeded for c in counted)} ok, {sum(c.failed for c in counted)} "
                          f"failed, {sum(c.in_progress for c in counted)} in progress of "
                          f"{sum(c.total for c in counted)}")  # fmt: skip
-        return f"{Row(started=0.0, last=self.at).elapsed()} · {len(self.rows)} steps: {states}{instances}"
+        steps = f"{len(self.rows)} step{'' if len(self.rows) == 1 else 's'}"
+        return f"{Row(started=0.0, last=self.at).elapsed()} · {steps}: {states}{instances}"
 
 
 def counts_text(counts: InstanceCounts | None) -> str:

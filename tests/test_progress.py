@@ -140,6 +140,7 @@ def test_a_row_shows_only_the_operation_running_now():
     progress(event("rstudio-logs", "UNCHANGED", at=103.0))
     lines = stream.getvalue().splitlines()
     assert lines[-2].split()[1:5] == ["rstudio-logs", "UNCHANGED", "-", "-"], lines
+    assert lines[-1].endswith("run: 1:43 · 1 step: 1 unchanged")  # the second walk's totals alone
     assert "delete_stack_instances" not in lines[-2]
 
 
