@@ -89,8 +89,9 @@ class Operations:
         deadline = self.deadline()
         operation_id = yield from self._start(api, action, operation_id, deadline, kwargs)
         self.run.report.results[api.name].operations.append(operation_id)
+        counted = action not in UNCOUNTED and _spread(kwargs) != 1
         try:
-            return (yield from self.wait(api, operation_id, action, deadline))
+            return (yield from self.wait(api, operation_id, action, deadline, counted))
         finally:
             self.run.timeline(api.name, action, start)
 
@@ -113,11 +114,10 @@ class Operations:
                 continue
             return answer.get("OperationId", operation_id)
 
-    def wait(self, api: StackSetApi, operation_id: str, action: str,
-             deadline: Deadline) -> Generator[Park, None, dict[str, Any]]:  # fmt: skip
-        """Poll right away, then with backoff, until the operation ends; NodeFailed unless it SUCCEEDED. Each poll
-        and the end report the StackSet's instance counts (for the progress view)."""
-        counted = action not in UNCOUNTED
+    def wait(self, api: StackSetApi, operation_id: str, action: str, deadline: Deadline,
+             counted: bool = True) -> Generator[Park, None, dict[str, Any]]:  # fmt: skip
+        """Poll right away, then with backoff, until the operation ends; NodeFailed unless it SUCCEEDED. When
+        `counted`, each poll and the end report the StackSet's instance counts (for the progress view)."""
         delays = backoff(self.run, REQUESTS_PER_POLL if counted else 1)
         while True:
             try:
@@ -174,6 +174,16 @@ class Operations:
                 self.run.timeline(api.name, action, start)
         self.state.clear(api.name)
         return True
+
+
+def _spread(kwargs: dict[str, Any]) -> int | None:
+    """How many stack instances an instances operation targets, when its arguments say (None: all of the StackSet's,
+    or whatever its OUs hold). An operation on one instance is not counted while it runs: its status says as much,
+    and most of a large plan's operations are of that kind (the count would add a request to each of their polls)."""
+    accounts = kwargs.get("Accounts", kwargs.get("DeploymentTargets", {}).get("Accounts"))
+    if "Regions" not in kwargs or accounts is None:
+        return None
+    return len(kwargs["Regions"]) * len(accounts)
 
 
 def _counts(instances: list[dict[str, Any]] | None) -> InstanceCounts | None:

@@ -114,3 +114,16 @@ def test_each_poll_reports_the_stacksets_instance_counts(cfg: Config, central: P
     assert counted[-1].instances == InstanceCounts(ok, total - ok, 0, total)  # read once the operation had ended
     assert 0 < ok < total and report.results["rstudio-bootstrap"].state is State.FAILED
     assert all(e.done == 0 and e.total == 1 for e in counted)  # the run's StackSet count is a separate field
+
+
+def test_an_operation_on_one_instance_polls_without_counting(cfg: Config, central: Plan, tmp_path: Path) -> None:
+    """Most operations of a large plan target one instance: their polls stay one request each, and the deploy's
+    own read of the instances afterwards gives the row its counts."""
+    model = model_taking(cfg, 600)
+    events: list[Event] = []
+    report = executor_for(model, cfg, tmp_path, events).deploy(stacksets(central, 1, chained=False))
+
+    assert report.ok
+    calls = [call.api for call in model.log if call.params.get("StackSetName") == "rstudio-set00"]
+    assert calls.count("describe_stack_set_operation") >= 10 and calls.count("list_stack_instances") == 1
+    assert [e.instances for e in events if e.instances is not None] == [InstanceCounts(1, 0, 0, 1)]
