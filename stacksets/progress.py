@@ -70,11 +70,7 @@ class Rows:
         state = getattr(event.state, "value", event.state)  # the executor's State enum, or a plain string
         if self.finished() and state == "PENDING":
             self.rows, self.at = {}, 0.0  # the next walk of the command (deploy after prune, the rehearsal's re-run)
-        if event.stackset not in self.rows:
-            self.rows[event.stackset] = Row()
-            self.rows = dict(sorted(self.rows.items(), key=lambda item: (self.order.get(item[0], len(self.order)),
-                                                                          item[0])))  # fmt: skip
-        row = self.rows[event.stackset]
+        row = self.rows.setdefault(event.stackset, Row())
         self.at = max(self.at, event.at)
         if row.started is None and state != "PENDING":
             row.started = event.at
@@ -85,6 +81,11 @@ class Rows:
         row.instances = event.instances or row.instances
         row.message = event.message if event.message or state != "RUNNING" else row.message
         return row
+
+    def in_order(self) -> list[tuple[str, Row]]:
+        """Plan order (the walk names its steps alphabetically); steps the plan did not name last."""
+        last = len(self.order)
+        return sorted(self.rows.items(), key=lambda item: (self.order.get(item[0], last), item[0]))
 
     def finished(self) -> bool:
         return bool(self.rows) and all(row.state in FINAL for row in self.rows.values())
@@ -119,14 +120,13 @@ class LiveView:
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         width = options.max_width
-        rows = list(self.rows.rows.items())
+        rows = self.rows.in_order()
         room = (options.height or console.height) - 2  # the header and the footer
         hidden = 0
         if len(rows) > room > 0:
-            rows = sorted(rows, key=lambda item: SHOWN_FIRST.get(item[1].state, 3))[:room]
-            kept = {name for name, _ in rows}
-            hidden = len(self.rows.rows) - len(kept)
-            rows = [(name, row) for name, row in self.rows.rows.items() if name in kept]
+            kept = {name for name, _ in sorted(rows, key=lambda item: SHOWN_FIRST.get(item[1].state, 3))[:room]}
+            hidden = len(rows) - len(kept)
+            rows = [(name, row) for name, row in rows if name in kept]
         yield Group(self._table(width, rows), self._footer(hidden))
 
     def _table(self, width: int, rows: list[tuple[str, Row]]) -> Table:

@@ -38,9 +38,9 @@ def event(name: str, state: str, operation: str = "", message: str = "", at: flo
 
 
 def a_deploy(names: list[str]) -> list[Event]:
-    """The events of a deploy walk over `names`: every step PENDING, then each runs an operation in turn (the image
-    step with its long message), the last one unchanged."""
-    events = [event(name, "PENDING") for name in names]
+    """The events of a deploy walk over `names`: every step PENDING (alphabetically, as the walk names them), then
+    each runs an operation in turn (the image step with its long message), the last one unchanged."""
+    events = [event(name, "PENDING") for name in sorted(names)]
     at = 0.0
     for i, name in enumerate(names):
         at += 30
