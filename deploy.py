@@ -10,7 +10,7 @@ import argparse
 import json
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -247,11 +247,13 @@ def _aws(args: argparse.Namespace, cfg: Config) -> Iterator[Aws]:
 
 def _executor(args: argparse.Namespace, aws: Aws, plan: Any, live: bool = True) -> Any:
     from stacksets.executor import Executor, Options
-    from stacksets.progress import Progress
+    from stacksets.progress import JsonLines, Progress
 
     options = Options(timeout_s=args.timeout, max_workers=args.workers, state_path=aws.state,
                       prune=getattr(args, "prune", False))  # fmt: skip
-    progress = Progress(plan.order(), stream=sys.stderr) if live else (lambda event: None)
+    events = getattr(args, "event_stream", None)  # --json
+    progress = (lambda event: None) if not live else JsonLines(events) if events is not None \
+        else Progress(plan.order(), stream=sys.stderr)  # fmt: skip
     return Executor(aws.clients, options=options, clock=aws.clock, sleep=aws.sleep, on_event=progress,
                     builder=_builder(args))  # fmt: skip
 
@@ -555,6 +557,9 @@ def build_parser() -> argparse.ArgumentParser:
     changes.add_argument("--timeline", metavar="PATH", type=_timeline_path,
                          help="write the run's operations with start and end: PATH.json as data, PATH.svg as a "
                               "Gantt chart with the critical path")  # fmt: skip
+    changes.add_argument("--json", dest="json_events", action="store_true",
+                         help="progress as JSON Lines on stdout, one object per event; everything for people goes "
+                              "to stderr")  # fmt: skip
     stale = argparse.ArgumentParser(add_help=False)
     stale.add_argument("--allow-stale", action="store_true",
                        help="deploy the committed templates and build contexts even where `render --check` would "
@@ -631,6 +636,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Callable[[argparse.Namespace, Config | None], int] = args.handler
     try:
         cfg = load_config(args.config) if getattr(args, "needs_config", True) else None
+        if getattr(args, "json_events", False):
+            # --json: stdout carries JSON only (plan: one document; deploy, destroy, images: one event per line)
+            args.event_stream = sys.stdout
+            with redirect_stdout(sys.stderr):
+                return handler(args, cfg)
         return handler(args, cfg)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -11,7 +11,7 @@ from botocore.exceptions import ClientError
 from stacksets.aws import AwsError
 from stacksets.calls import call, pages
 from stacksets.naming import WELCOME_MAIL_FUNCTION, WELCOME_MAIL_UNDELIVERED
-from stacksets.results import InstanceFailure, UndeliveredMail
+from stacksets.results import InstanceCounts, InstanceFailure, UndeliveredMail
 from stacksets.run import Run
 from stacksets.stackset_api import StackSetApi
 
@@ -24,6 +24,25 @@ FAILED_EVENTS = 5
 INOPERABLE_HINT = (" (INOPERABLE: its stack could not be deleted and StackSets no longer updates it; remove the cause "
                    "named below and run destroy again, or delete the instance with RetainStacks and then its stack "
                    "by hand)")
+
+
+IN_PROGRESS_DETAILED = {"PENDING", "RUNNING"}
+
+
+def succeeded(instance: dict[str, Any]) -> bool:
+    """An instance the last operation left in place: DetailedStatus SUCCEEDED, or CURRENT where no DetailedStatus is
+    reported."""
+    detailed = instance.get("StackInstanceStatus", {}).get("DetailedStatus", "")
+    return detailed == "SUCCEEDED" or (not detailed and instance.get("Status") == "CURRENT")
+
+
+def instance_counts(instances: list[dict[str, Any]]) -> InstanceCounts:
+    """ListStackInstances rows counted the way the deploy judges them (InstanceViews.failures): what is not
+    SUCCEEDED and not PENDING/RUNNING (botocore StackInstanceComprehensiveStatus.DetailedStatus) has failed."""
+    done = sum(1 for instance in instances if succeeded(instance))
+    running = sum(1 for instance in instances
+                  if instance.get("StackInstanceStatus", {}).get("DetailedStatus", "") in IN_PROGRESS_DETAILED)
+    return InstanceCounts(done, len(instances) - done - running, running, len(instances))
 
 
 class InstanceViews:
@@ -41,9 +60,9 @@ class InstanceViews:
             seen.add(pair)
             if wanted is not None and pair not in wanted:
                 continue
-            detailed = instance.get("StackInstanceStatus", {}).get("DetailedStatus", "")
-            if detailed == "SUCCEEDED" or (not detailed and instance.get("Status") == "CURRENT"):
+            if succeeded(instance):
                 continue
+            detailed = instance.get("StackInstanceStatus", {}).get("DetailedStatus", "")
             reason = instance.get("StatusReason") or f"{instance.get('Status', '')} {detailed}".strip()
             if instance.get("Status") == "INOPERABLE":
                 reason += INOPERABLE_HINT

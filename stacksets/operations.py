@@ -12,10 +12,10 @@ from typing import Any, Generator
 
 from botocore.exceptions import ClientError
 
-from stacksets.aws import explain
+from stacksets.aws import AwsError, explain
 from stacksets.calls import error_code
-from stacksets.instances import InstanceViews
-from stacksets.results import NodeFailed, State
+from stacksets.instances import InstanceViews, instance_counts
+from stacksets.results import InstanceCounts, NodeFailed, State
 from stacksets.run import Run
 from stacksets.stackset_api import StackSetApi
 from stacksets.state import StateFile
@@ -26,7 +26,11 @@ IN_FLIGHT = {"RUNNING", "QUEUED", "STOPPING"}
 # §3.1: 1.083 x of the critical path at a 60 s cap, 1.042 x at 30 s, 1.000 x at 15 s)
 MAX_POLL_S = 15.0
 MAX_POLL_CAP_S = 120.0
-POLLS_PER_S = 4.0  # well inside the paced request rate of the admin account's CloudFormation client
+POLLS_PER_S = 4.0  # requests, well inside the paced request rate of the admin account's CloudFormation client
+# an operation's poll reads the operation and, for the live progress, its StackSet's instances
+REQUESTS_PER_POLL = 2
+# drift detection leaves the instances' DetailedStatus alone: counting them would show the last deploy's
+UNCOUNTED = {"detect_stack_set_drift"}
 
 
 class Deadline:
@@ -46,12 +50,13 @@ class Deadline:
         return Park(max(0.0, min(seconds, self.until - self.run.clock())))
 
 
-def backoff(run: Run) -> Generator[float, None, None]:
+def backoff(run: Run, requests: int = 1) -> Generator[float, None, None]:
     """Poll intervals: `poll_s`, doubling up to a cap that grows with the operations being polled at once, so that
-    together they poll about POLLS_PER_S times a second: every 15 s each with a few dozen in flight, less often when
-    a rollout waits on hundreds, whose polls would otherwise queue behind each other or be throttled."""
+    together their polls (of `requests` calls each) send about POLLS_PER_S requests a second: every 15 s each with a
+    few dozen in flight, less often when a rollout waits on hundreds, whose polls would otherwise queue behind each
+    other or be throttled."""
     with run.lock:
-        run.waiting += 1
+        run.waiting += requests
     delay = run.options.poll_s
     try:
         while True:
@@ -61,7 +66,7 @@ def backoff(run: Run) -> Generator[float, None, None]:
             delay = min(delay * 2, cap)
     finally:
         with run.lock:
-            run.waiting -= 1
+            run.waiting -= requests
 
 
 class Operations:
@@ -84,9 +89,10 @@ class Operations:
         deadline = self.deadline()
         operation_id = yield from self._start(api, action, operation_id, deadline, kwargs)
         self.run.report.results[api.name].operations.append(operation_id)
+        counted = action not in UNCOUNTED and _spread(kwargs) != 1
         succeeded = False
         try:
-            operation = yield from self.wait(api, operation_id, action, deadline)
+            operation = yield from self.wait(api, operation_id, action, deadline, counted)
             succeeded = True
             return operation
         finally:
@@ -111,26 +117,37 @@ class Operations:
                 continue
             return answer.get("OperationId", operation_id)
 
-    def wait(self, api: StackSetApi, operation_id: str, action: str,
-             deadline: Deadline) -> Generator[Park, None, dict[str, Any]]:  # fmt: skip
-        """Poll right away, then with backoff, until the operation ends; NodeFailed unless it SUCCEEDED."""
-        delays = backoff(self.run)
+    def wait(self, api: StackSetApi, operation_id: str, action: str, deadline: Deadline,
+             counted: bool = True) -> Generator[Park, None, dict[str, Any]]:  # fmt: skip
+        """Poll right away, then with backoff, until the operation ends; NodeFailed unless it SUCCEEDED. When
+        `counted`, each poll and the end report the StackSet's instance counts (for the progress view)."""
+        delays = backoff(self.run, REQUESTS_PER_POLL if counted else 1)
         while True:
             try:
                 operation = api.describe_operation(operation_id)
             except ClientError as error:
                 raise NodeFailed(str(explain(error))) from None
             status = operation.get("Status", "")
+            instances = self._instances(api) if counted else None
+            self.run.emit(api.name, State.RUNNING, action, status.lower(), _counts(instances))
             if status not in IN_FLIGHT:
                 break
             deadline.check(f"{action} {operation_id}", f"the operation is still {status}")
-            self.run.emit(api.name, State.RUNNING, action, status.lower())
             yield deadline.park(next(delays))
         self.state.clear(api.name, operation_id)
         if status != "SUCCEEDED":
             reason = operation.get("StatusReason") or "see the instance failures below"
-            raise NodeFailed(f"{action} {operation_id} {status}: {reason}", self.views.failures(api))
+            failures = self.views.failures(api, instances=instances)
+            raise NodeFailed(f"{action} {operation_id} {status}: {reason}", failures)
         return operation
+
+    def _instances(self, api: StackSetApi) -> list[dict[str, Any]] | None:
+        """The StackSet's instances, or None when they cannot be read: the counts only inform, they never fail
+        the operation being waited for."""
+        try:
+            return api.instances()
+        except (AwsError, ClientError):
+            return None
 
     def reattach(self, api: StackSetApi) -> Generator[Park, None, bool]:
         """An operation recorded by an interrupted run: wait for it instead of starting another. True when there
@@ -162,3 +179,17 @@ class Operations:
                 self.run.timeline(api.name, action, start, succeeded)
         self.state.clear(api.name)
         return True
+
+
+def _spread(kwargs: dict[str, Any]) -> int | None:
+    """How many stack instances an instances operation targets, when its arguments say (None: all of the StackSet's,
+    or whatever its OUs hold). An operation on one instance is not counted while it runs: its status says as much,
+    and most of a large plan's operations are of that kind (the count would add a request to each of their polls)."""
+    accounts = kwargs.get("Accounts", kwargs.get("DeploymentTargets", {}).get("Accounts"))
+    if "Regions" not in kwargs or accounts is None:
+        return None
+    return len(kwargs["Regions"]) * len(accounts)
+
+
+def _counts(instances: list[dict[str, Any]] | None) -> InstanceCounts | None:
+    return None if instances is None else instance_counts(instances)

@@ -21,14 +21,25 @@ class State(str, Enum):
 
 
 @dataclass(frozen=True)
+class InstanceCounts:
+    """A StackSet's stack instances by where they stand, as ListStackInstances reports them during an operation."""
+
+    succeeded: int = 0
+    failed: int = 0  # ended in anything but SUCCEEDED: FAILED, CANCELLED, INOPERABLE, a suspended account, ...
+    in_progress: int = 0  # PENDING or RUNNING in the operation under way
+    total: int = 0
+
+
+@dataclass(frozen=True)
 class Event:
     stackset: str
     state: State
     operation: str  # the API action in progress ("create_stack_instances"), or ""
-    done: int  # StackSets finished so far in this run
-    total: int
+    done: int  # StackSets finished so far in this run (the run's count, not this StackSet's)
+    total: int  # StackSets in this run
     message: str
     at: float  # clock() seconds since the run started
+    instances: InstanceCounts | None = None  # this StackSet's stack instances, when the event read them
 
 
 @dataclass(frozen=True)

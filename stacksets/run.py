@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from stacksets.pacing import Pacer
-from stacksets.results import Event, Report, State, TimelineEntry
+from stacksets.results import Event, InstanceCounts, Report, State, TimelineEntry
 
 CURRENT_STACKSET: ContextVar[str] = ContextVar("current_stackset", default="")
 
@@ -51,7 +51,7 @@ class Run:
         self.org_cache: dict[str, Any] = {}  # OU -> organization.Members under it
         self.management_account: str | None = None
         self.pacers: dict[int, Pacer] = {}  # id(client) -> its pacing (clients are cached, one per account/service)
-        self.waiting = 0  # operations and builds being polled right now (see operations.backoff)
+        self.waiting = 0  # requests per round of the operations and builds being polled now (operations.backoff)
 
     def pacer(self, client: Any) -> Pacer:
         with self.lock:
@@ -60,8 +60,10 @@ class Run:
     def since_start(self, at: float | None = None) -> float:
         return (self.clock() if at is None else at) - self.started
 
-    def emit(self, stackset: str, state: State, operation: str = "", message: str = "") -> None:
-        self.on_event(Event(stackset, state, operation, self.done, self.total, message, self.since_start()))
+    def emit(self, stackset: str, state: State, operation: str = "", message: str = "",
+             instances: InstanceCounts | None = None) -> None:  # fmt: skip
+        self.on_event(Event(stackset, state, operation, self.done, self.total, message, self.since_start(),
+                            instances))  # fmt: skip
 
     def count(self, api: str, mutating: bool) -> None:
         """One request (every attempt counts), attributed to the StackSet being worked on."""

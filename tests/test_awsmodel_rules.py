@@ -301,6 +301,22 @@ def test_ss_failed_delete_is_inoperable_and_retain_stacks_keeps_the_stack(cfn: A
     assert sorted(s.stackset for s in model.world.stacks.live(DEV)) == ["rstudio-exporter", "rstudio-importer"]
 
 
+def test_ss_detailed_status_follows_each_instances_operation(cfn: Any, model: Any) -> None:
+    def detailed() -> dict[str, tuple[str, str]]:
+        rows = cfn.list_stack_instances(StackSetName="rstudio-probe", **AS_ADMIN)["Summaries"]
+        return {row["Account"]: (row["Status"], row["StackInstanceStatus"]["DetailedStatus"]) for row in rows}
+
+    new_set(cfn, ManagedExecution={"Active": True})
+    first = deploy(cfn, [DATA])
+    second = deploy(cfn, [DEV])  # queued behind the first: its instance has yet to start
+    assert detailed() == {DATA: ("OUTDATED", "RUNNING"), DEV: ("OUTDATED", "PENDING")}
+    model.clock.sleep(60)
+    assert op_status(cfn, first) == "SUCCEEDED" and op_status(cfn, second) == "RUNNING"
+    assert detailed() == {DATA: ("CURRENT", "SUCCEEDED"), DEV: ("OUTDATED", "RUNNING")}
+    model.clock.sleep(60)
+    assert detailed() == {DATA: ("CURRENT", "SUCCEEDED"), DEV: ("CURRENT", "SUCCEEDED")}
+
+
 def test_ss_stack_instance_pages(cfn: Any, model: Any) -> None:
     new_set(cfn)
     deploy(cfn, [DATA, DEV])

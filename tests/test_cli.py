@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import shutil
@@ -234,3 +235,25 @@ def test_destroy_only_of_stacksets_that_hold_data_needs_data(workdir, capsys, mo
     assert run("destroy", "--sandbox", "--data", "--only", "rstudio-dev-storage", *paths(workdir)) == 2
     assert "error: destroy rstudio-dev, rstudio-dev-storage INCLUDING THEIR DATA needs confirmation" in \
         capsys.readouterr().err
+
+
+def commands_table(readme: str) -> list[list[str]]:
+    """The rows of the README's commands table, which must be one table: a blank line inside would end it there,
+    and what follows would render as text."""
+    section = readme.split("\n## Commands\n", 1)[1].split("\n## ", 1)[0]
+    lines = section.splitlines()
+    rows = [i for i, line in enumerate(lines) if line.startswith("|")]
+    assert rows and rows == list(range(rows[0], rows[0] + len(rows))), "the commands table is split"
+    assert lines[rows[0] + 1].startswith("|---")
+    return [[cell.strip() for cell in lines[i].strip("|").split(" | ")] for i in rows[2:]]
+
+
+def test_the_readme_lists_every_command_in_one_table():
+    parser = deploy.build_parser()
+    [subcommands] = [action for action in parser._actions if isinstance(action, argparse._SubParsersAction)]
+    rows = commands_table((ROOT / "README.md").read_text(encoding="utf-8"))
+    listed = {name for row in rows for name in re.findall(r"`(?:python deploy\.py )?([a-z]+)", row[0])}
+    assert listed == set(subcommands.choices)
+    split = (ROOT / "README.md").read_text(encoding="utf-8").replace("| `python deploy.py schema`", "\n| `schema`")
+    with pytest.raises(AssertionError, match="split"):
+        commands_table(split)

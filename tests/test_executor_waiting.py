@@ -15,8 +15,8 @@ import pytest
 from stacksets.awsmodel.model import AwsModel
 from stacksets.config import Config
 from stacksets.plan import Plan, build_plan
-from stacksets.results import State
-from tests.awsmodel_helpers import executor_for, model_for, scenario
+from stacksets.results import Event, InstanceCounts, State
+from tests.awsmodel_helpers import executor_for, live_stackset, model_for, scenario
 from tests.conftest import TEMPLATES
 
 # rstudio-central itself names its bucket and repositories, so twenty copies of it would collide in one account
@@ -92,3 +92,38 @@ def test_each_operation_polls_on_its_own_backoff(cfg: Config, central: Plan, tmp
     assert creates[1:] == [(0, early), (15, late)]  # refused at 0, started after 15 s
     assert polls(early) == [15 * i for i in range(15)]  # every 15 s: few operations are in flight
     assert polls(late) == [15 + at for at in polls(early)]
+
+
+def test_each_poll_reports_the_stacksets_instance_counts(cfg: Config, central: Plan, tmp_path: Path) -> None:
+    """A rollout to fifty accounts, one of whose stacks fails: each poll says how many instances are done, failed
+    and still running, out of all of them (the live progress shows them), and the last one what the rollout left."""
+    ou = cfg.stacksets.bootstrap.organizational_units[0]
+    accounts = {f"7000000000{i:02d}": {"ou": ou} for i in range(49)}
+    fault = {"stackset": "rstudio-bootstrap", "account": "700000000013", "resource": "DeployReaderRole"}
+    model = model_for(cfg, scenario(accounts=accounts, faults=[fault], durations={"default": 600},
+                                    limits={"api_burst": 10_000}))  # fmt: skip
+    events: list[Event] = []
+    report = executor_for(model, cfg, tmp_path, events).deploy(central.only(["rstudio-bootstrap"]))
+
+    instances = live_stackset(model, "rstudio-bootstrap").instances.values()
+    total, ok = len(instances), sum(1 for instance in instances if instance.detailed == "SUCCEEDED")
+    counted = [e for e in events if e.instances is not None and e.operation == "create_stack_instances"]
+    assert total >= 50 and len(counted) >= 3  # polls while it ran, and one at its end
+    assert {e.instances.total for e in counted} == {total}
+    assert counted[0].instances == InstanceCounts(0, 0, total, total)
+    assert counted[-1].instances == InstanceCounts(ok, total - ok, 0, total)  # read once the operation had ended
+    assert 0 < ok < total and report.results["rstudio-bootstrap"].state is State.FAILED
+    assert all(e.done == 0 and e.total == 1 for e in counted)  # the run's StackSet count is a separate field
+
+
+def test_an_operation_on_one_instance_polls_without_counting(cfg: Config, central: Plan, tmp_path: Path) -> None:
+    """Most operations of a large plan target one instance: their polls stay one request each, and the deploy's
+    own read of the instances afterwards gives the row its counts."""
+    model = model_taking(cfg, 600)
+    events: list[Event] = []
+    report = executor_for(model, cfg, tmp_path, events).deploy(stacksets(central, 1, chained=False))
+
+    assert report.ok
+    calls = [call.api for call in model.log if call.params.get("StackSetName") == "rstudio-set00"]
+    assert calls.count("describe_stack_set_operation") >= 10 and calls.count("list_stack_instances") == 1
+    assert [e.instances for e in events if e.instances is not None] == [InstanceCounts(1, 0, 0, 1)]

@@ -25,3 +25,16 @@ def test_dot_is_stable_and_complete(cfg):
     assert '"rstudio-data" -> "rstudio-prod-data";' in dot(plan)
     assert '"rstudio-dev-delegation" -> "rstudio-dev";' in dot(plan)
     assert dot(plan).count(" -> ") == 24
+
+
+def test_every_edge_is_drawn_once(cfg):
+    """Each dependency is one arrow in Mermaid and in DOT, for the whole plan and the narrowed and turned-around
+    plans the commands draw or walk."""
+    whole = build_plan(cfg, TEMPLATES)
+    for plan in (whole, whole.only(["rstudio-prod"]), whole.only(["rstudio-images"]), whole.without_images(),
+                 whole.reversed(), whole.with_dependents(["rstudio-bootstrap"])):  # fmt: skip
+        wanted = sorted((dep, name) for name, step in plan.steps().items() for dep in set(step.depends_on))
+        arrows = [line.strip() for line in mermaid(plan).splitlines() if " --> " in line]
+        assert sorted(arrows) == sorted(f"{a.replace('-', '_')} --> {b.replace('-', '_')}" for a, b in wanted)
+        lines = [line.strip() for line in dot(plan).splitlines() if " -> " in line]
+        assert len(lines) == len(set(lines)) == len(wanted)

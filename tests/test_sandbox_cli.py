@@ -3,6 +3,7 @@ commands, faults from the scenario, quotas warned about before anything is writt
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -174,3 +175,21 @@ def test_destroy_data_removes_every_stackset_and_names_what_the_stacks_retain(wo
     assert deploy.main(["status", "--sandbox"]) == 0
     deployed = deployed_stacksets(capsys.readouterr().out)
     assert len(deployed) == 14 and not any(deployed.values())
+
+
+def test_json_puts_only_event_lines_on_stdout_and_plain_progress_is_timestamped(workdir, capsys):
+    assert deploy.main(["deploy", "--sandbox", "--yes", "--json", "--only", "rstudio-data"]) == 0
+    out, err = capsys.readouterr()
+    events = [json.loads(line) for line in out.splitlines()]  # every line one JSON object, nothing else
+    mine = [event for event in events if event["stackset"] == "rstudio-data"]
+    states = [event["state"] for event in mine]
+    assert states[:2] == ["PENDING", "RUNNING"] and "SUCCEEDED" in states
+    assert states[-1] == "UNCHANGED"  # the rehearsal's re-run of the same plan
+    assert any(event["instances"] == {"succeeded": 1, "failed": 0, "in_progress": 0, "total": 1} for event in mine)
+    assert "rstudio-data" in err and "SUCCEEDED" in err  # the report, for people, on stderr
+    # the same command without --json, off a terminal: a timestamped line per change on stderr, the report on stdout
+    assert deploy.main(["destroy", "--sandbox", "--yes", "--only", "rstudio-data", "--data"]) == 0
+    out, err = capsys.readouterr()
+    progress = [line for line in err.splitlines() if re.match(r"\d\d:\d\d:\d\d (rstudio-data|run:) ", line)]
+    assert progress[0].split()[1:4] == ["rstudio-data", "RUNNING", "-"] and progress[-1].split()[1] == "run:"
+    assert any("delete_stack_instances" in line for line in progress) and "SUCCEEDED" in out

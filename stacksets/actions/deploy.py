@@ -13,7 +13,7 @@ from stacksets.actions.diff import diff_stackset
 from stacksets.aws import explain
 from stacksets.calls import error_code
 from stacksets.config import PermissionModel
-from stacksets.instances import undelivered_mail
+from stacksets.instances import instance_counts, undelivered_mail
 from stacksets.naming import DELETION_PROTECTION_PARAMETER, WELCOME_MAIL_UNDELIVERED
 from stacksets.parameters import api_parameters
 from stacksets.plan import Node, Plan, declared_outputs
@@ -63,6 +63,7 @@ def deploy_stackset(ctx: Context, node: Node, plan: Plan) -> Steps[State]:
     desired += [p for p in ctx.desired_pairs(node)[0] if p not in desired]
     # without a change the instance list read for the diff is still current: one call less per StackSet
     current = api.instances() if change.changed else instances
+    ctx.run.emit(node.name, State.RUNNING, message="checking instances", instances=instance_counts(current))
     failures = ctx.views.failures(api, desired, current)
     if failures:
         raise NodeFailed(f"{len(failures)} stack instance(s) failed", failures)
