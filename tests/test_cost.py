@@ -198,7 +198,7 @@ def test_a_missing_price_leaves_the_plan_whole_and_says_why_its_cost_is_unknown(
     table = json.loads((ROOT / "stacksets" / "prices.json").read_text())
     table["regions"] = {"eu-central-1": table["regions"]["eu-west-1"]}
     (workdir / "prices.json").write_text(json.dumps(table))
-    monkeypatch.setattr("stacksets.cost.PRICES", workdir / "prices.json")
+    monkeypatch.setattr("stacksets.prices.PRICES", workdir / "prices.json")
     assert deploy.main(["plan", "--sandbox", "--sandbox-state", "none"]) == 0
     out = capsys.readouterr().out
     assert "14 of 14 StackSets change" in out
