@@ -99,10 +99,14 @@ DATASYNC_OBJECT_ACTIONS = (s3.AbortMultipartUpload, s3.DeleteObject, s3.GetObjec
 
 
 def dead_letter_key_statement() -> Statement:
-    """For a key policy: EventBridge rules of this account encrypt what they dead-letter into a queue under this key."""
-    return Statement(Sid="EventBridgeDeadLetters", Effect=Allow, Principal=Principal("Service", "events.amazonaws.com"),
-                     Action=[AwacsAction("kms", "Decrypt"), AwacsAction("kms", "GenerateDataKey")], Resource=["*"],
-                     Condition=Condition(ArnLike("aws:SourceArn", regional_arn("events", "rule/*"))))  # fmt: skip
+    """For a key policy: EventBridge rules encrypt what they deliver to a queue or topic under this key (dead letters,
+    the DataSync failure events). No source condition: AWS's own MDAA project notes that the KMS requests of an
+    EventBridge delivery carry neither aws:SourceArn nor aws:SourceAccount, so such a condition would drop every
+    message silently. What EventBridge may deliver, and from which rule, is decided by the queue's and the topic's
+    policies, which name the rule."""
+    return Statement(Sid="EventBridgeDeliveries", Effect=Allow, Principal=Principal("Service", "events.amazonaws.com"),
+                     Action=[AwacsAction("kms", "Decrypt"), AwacsAction("kms", "GenerateDataKey")],
+                     Resource=["*"])  # fmt: skip
 
 
 def deny_insecure_transport(resources: list) -> Statement:
