@@ -1,9 +1,9 @@
 """Benchmark: how long `render` takes for the example config and for a large per_user instance.
 
-Targets (2-core CI machine): the example config renders in 0.3 s, and a per_user instance at the user cap (stacksets.config.MAX_PER_USER_SERVERS) in 1.5 s, both in
-CPU time of this process (best of several runs): CI machines are shared, and wall time there measures the neighbours
-as well; it is printed next to it. Run: `python bench/render_bench.py` (exits 1 when a target is missed). Not part of
-the test run.
+Targets (2-core CI machine): the example config renders in 0.3 s, and a per_user instance at the user cap
+(stacksets.config.MAX_PER_USER_SERVERS) in 1.5 s, both in CPU time of this process (best of several runs): CI machines
+are shared, and wall time there measures the neighbours as well; it is printed next to it. Run:
+`python bench/render_bench.py` (exits 1 when a target is missed). Not part of the test run.
 """
 
 from __future__ import annotations
