@@ -615,7 +615,7 @@ def build_parser() -> argparse.ArgumentParser:
     cost = commands.add_parser("cost", parents=[common, templates, container], help=cmd_cost.__doc__,
                                description=cmd_cost.__doc__)  # fmt: skip
     cost.add_argument("--json", action="store_true", help="machine-readable output")
-    cost.set_defaults(handler=cmd_cost, only=None, sandbox=True)
+    cost.set_defaults(handler=cmd_cost, only=None)  # offline: no --sandbox, so no AWS clients
 
     graph = commands.add_parser("graph", parents=[common, templates, container], help=cmd_graph.__doc__,
                                 description=cmd_graph.__doc__)  # fmt: skip
