@@ -17,7 +17,7 @@ from generator.render import CONTAINER, compare, render_all
 from stacksets.build_context import context_tag, manifest, read_context, zip_context
 from stacksets.config import parse_config
 from stacksets.naming import IMAGES
-from tests.conftest import TEMPLATES
+from tests.conftest import ROOT, TEMPLATES
 
 
 def settings(body: bytes) -> dict[str, str]:
@@ -247,3 +247,16 @@ def test_both_images_install_extra_packages_from_the_same_snapshot():
             assert f"grep -v '^#' /tmp/packages/{kind}.txt" in dockerfile
         assert '--repos "${CRAN_SNAPSHOT}"' in dockerfile
     assert snapshots["rstudio"] == snapshots["shiny"] and len(snapshots["rstudio"]) == 1
+
+
+def test_every_jinja2_source_of_the_images_is_in_the_installed_package():
+    """A non-editable install carries only what setup.cfg's package_data names; a source it misses breaks render."""
+    from configparser import ConfigParser
+
+    setup = ConfigParser()
+    setup.read(ROOT / "setup.cfg")
+    globs = [pattern.strip() for pattern in setup["options.package_data"]["generator.images"].split(",")]
+    package = ROOT / "generator" / "images"
+    shipped = {path for pattern in globs for path in package.glob(pattern)}
+    sources = set(package.rglob("*.j2"))
+    assert sources and sources <= shipped, sorted(str(path.relative_to(package)) for path in sources - shipped)
